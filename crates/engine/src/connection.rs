@@ -1,0 +1,455 @@
+//! One WebSocket connection: the handle the rest of the engine holds ([`Connection`]) and the
+//! task that owns the socket, reading and decoding client frames and writing the queued ones.
+//!
+//! The task is the only writer of its socket. Everything that wants to send (broadcasts, relays,
+//! pongs, close frames) goes through the connection's [`Outbox`], so frames never interleave.
+
+use std::collections::VecDeque;
+use std::io::{IoSlice, Read};
+use std::net::Shutdown;
+use std::ops::ControlFlow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
+use socket2::Socket;
+use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
+use tokio::time::{sleep_until, Instant};
+
+use crate::close_code;
+use crate::config::SlowConsumerPolicy;
+use crate::endpoint::EndpointShared;
+use crate::frame::{self, CloseFrame, Decoder, Event, OpCode};
+use crate::outbox::{Command, OutFrame, Outbox, Push};
+use crate::registry::RoomName;
+use crate::stats::add;
+
+/// Identifier of a connection, unique in the process.
+pub type ConnId = u64;
+
+/// Bytes read per `read` call; the buffer lives on the stack of a synchronous function, so an
+/// idle connection holds no read buffer at all.
+const READ_CHUNK: usize = 64 * 1024;
+/// Reads per wake-up before the task lets writes and other tasks run.
+const MAX_READS_PER_WAKE: usize = 8;
+/// Frames per vectored write.
+const MAX_IOVECS: usize = 64;
+/// After the closing handshake, how long to wait for the client to close its side.
+const LINGER: Duration = Duration::from_secs(2);
+/// A ping with an empty payload, shared by every heartbeat.
+static PING: Bytes = Bytes::from_static(&[0x80 | OpCode::Ping as u8, 0]);
+
+/// The shared handle of a connection.
+pub struct Connection {
+    id: ConnId,
+    endpoint: Arc<EndpointShared>,
+    outbox: Outbox,
+    rooms: Mutex<Vec<RoomName>>,
+    /// Set by any inbound bytes, cleared by each heartbeat.
+    alive: AtomicBool,
+}
+
+impl Connection {
+    pub(crate) fn new(id: ConnId, endpoint: Arc<EndpointShared>) -> Connection {
+        Connection { id, endpoint, outbox: Outbox::default(), rooms: Mutex::default(), alive: AtomicBool::new(true) }
+    }
+
+    /// The connection's process-wide id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The rooms the connection is in, in join order.
+    pub fn rooms(&self) -> Vec<String> {
+        self.rooms.lock().iter().map(|r| r.to_string()).collect()
+    }
+
+    pub(crate) fn rooms_mut(&self) -> MutexGuard<'_, Vec<RoomName>> {
+        self.rooms.lock()
+    }
+
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Queues an encoded data frame. Returns false when it was not queued: the connection is
+    /// closing, or it is a slow consumer (then the endpoint's policy was applied and counted).
+    pub fn deliver(&self, frame: &Bytes) -> bool {
+        self.offer(OutFrame { bytes: frame.clone(), data: true })
+    }
+
+    fn offer(&self, frame: OutFrame) -> bool {
+        let config = &self.endpoint.config;
+        let data = frame.data;
+        match self.outbox.push(frame, config.max_buffered_bytes) {
+            Push::Queued => true,
+            Push::Closed => false,
+            Push::Full => {
+                let stats = &self.endpoint.stats;
+                match config.slow_consumer {
+                    SlowConsumerPolicy::Drop => add(&stats.dropped_messages, data as u64),
+                    SlowConsumerPolicy::Close => {
+                        let close = Command::Close {
+                            code: close_code::POLICY_VIOLATION,
+                            reason: "slow consumer".into(),
+                            timeout: config.close_timeout,
+                        };
+                        if let Some(discarded) = self.outbox.command(close) {
+                            add(&stats.slow_consumer_closes, 1);
+                            add(&stats.dropped_messages, discarded as u64 + data as u64);
+                        }
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// Starts the closing handshake; the socket is dropped if the client has not answered
+    /// within `timeout`. Ignored if the connection is already closing.
+    pub fn close(&self, code: u16, reason: &str, timeout: Duration) {
+        let command = Command::Close { code, reason: reason.to_owned(), timeout };
+        if let Some(discarded) = self.outbox.command(command) {
+            add(&self.endpoint.stats.dropped_messages, discarded as u64);
+        }
+    }
+
+    /// Drops the socket without a closing handshake.
+    pub fn terminate(&self) {
+        if let Some(discarded) = self.outbox.command(Command::Terminate) {
+            add(&self.endpoint.stats.dropped_messages, discarded as u64);
+        }
+    }
+
+    /// One heartbeat: returns false if nothing was received since the previous one (the caller
+    /// then drops the connection); otherwise queues a ping.
+    pub(crate) fn heartbeat(&self) -> bool {
+        if !self.alive.swap(false, Relaxed) {
+            return false;
+        }
+        self.offer(OutFrame { bytes: PING.clone(), data: false });
+        true
+    }
+}
+
+/// Runs the connection until its socket is released. `head` holds bytes the client sent right
+/// after its upgrade request.
+pub(crate) async fn serve(conn: Arc<Connection>, socket: Socket, head: Bytes) {
+    let mut state = State::new(conn);
+    let Some(fd) = crate::handoff::register(socket) else { return };
+    if !head.is_empty() {
+        state.decode_guarded(&head);
+    }
+    state.run(&fd).await;
+}
+
+/// What the connection's task owns besides the socket. Dropping it releases the connection.
+struct State {
+    conn: Arc<Connection>,
+    decoder: Decoder,
+    /// Frames taken from the outbox and not yet completely written.
+    pending: VecDeque<OutFrame>,
+    /// Bytes of `pending[0]` already written.
+    front_written: usize,
+    write_blocked: bool,
+    /// False once the client's bytes are no longer interpreted (after an error or its close).
+    decoding: bool,
+    close_sent: bool,
+    close_received: bool,
+    eof: bool,
+    deadline: Option<Instant>,
+}
+
+impl State {
+    fn new(conn: Arc<Connection>) -> State {
+        let decoder = Decoder::new(conn.endpoint.config.max_payload);
+        State {
+            conn,
+            decoder,
+            pending: VecDeque::new(),
+            front_written: 0,
+            write_blocked: false,
+            decoding: true,
+            close_sent: false,
+            close_received: false,
+            eof: false,
+            deadline: None,
+        }
+    }
+
+    async fn run(&mut self, fd: &AsyncFd<Socket>) {
+        loop {
+            match self.conn.outbox.take(&mut self.pending) {
+                Some(Command::Terminate) => return,
+                Some(Command::Close { code, reason, timeout }) => self.start_close(code, &reason, timeout),
+                None => {}
+            }
+            if !self.write_blocked && self.flush(fd.get_ref()).is_err() {
+                return;
+            }
+            if self.close_sent && self.pending.is_empty() && (self.close_received || !self.decoding) {
+                break;
+            }
+            if self.eof {
+                return;
+            }
+            let deadline = self.deadline;
+            tokio::select! {
+                biased;
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => return,
+                ready = fd.writable(), if self.write_blocked => match ready {
+                    Ok(mut guard) => match guard.try_io(|fd| write_once(fd.get_ref(), &self.pending, self.front_written)) {
+                        Ok(Ok(written)) => {
+                            self.advance(written);
+                            self.write_blocked = false;
+                        }
+                        Ok(Err(_)) => return,
+                        Err(_would_block) => {}
+                    },
+                    Err(_) => return,
+                },
+                ready = fd.readable() => match ready {
+                    Ok(mut guard) => {
+                        if self.on_readable(&mut guard).is_break() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                },
+                _ = self.conn.outbox.notified() => {}
+            }
+        }
+        self.linger(fd).await;
+    }
+
+    /// After a completed closing handshake: send FIN, then wait (briefly) for the client's, so
+    /// that the client sees a clean close and the server does not reset the connection.
+    async fn linger(&mut self, fd: &AsyncFd<Socket>) {
+        if fd.get_ref().shutdown(Shutdown::Write).is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER;
+        let deadline = self.deadline.map_or(deadline, |d| d.min(deadline));
+        self.decoding = false;
+        while !self.eof {
+            tokio::select! {
+                _ = sleep_until(deadline) => return,
+                ready = fd.readable() => match ready {
+                    Ok(mut guard) => {
+                        if self.on_readable(&mut guard).is_break() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                },
+            }
+        }
+    }
+
+    /// Reads what the socket has (a bounded number of times) and decodes it.
+    fn on_readable(&mut self, guard: &mut AsyncFdReadyGuard<'_, Socket>) -> ControlFlow<()> {
+        let mut buf = [0u8; READ_CHUNK];
+        for _ in 0..MAX_READS_PER_WAKE {
+            match guard.try_io(|fd| (&mut &*fd.get_ref()).read(&mut buf)) {
+                Err(_would_block) => break,
+                Ok(Ok(0)) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(Ok(n)) => {
+                    add(&self.conn.endpoint.stats.bytes_in, n as u64);
+                    self.conn.alive.store(true, Relaxed);
+                    if self.decoding {
+                        self.decode_guarded(&buf[..n]);
+                    }
+                }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(Err(_)) => return ControlFlow::Break(()),
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Decodes client bytes; a panic anywhere in decoding or dispatch closes this connection
+    /// with 1011 instead of unwinding into the runtime.
+    fn decode_guarded(&mut self, bytes: &[u8]) {
+        if catch_unwind(AssertUnwindSafe(|| self.decode(bytes))).is_err() {
+            let endpoint = &self.conn.endpoint;
+            add(&endpoint.stats.internal_errors, 1);
+            self.decoding = false;
+            self.start_close(close_code::INTERNAL_ERROR, "internal error", endpoint.config.close_timeout);
+        }
+    }
+
+    fn decode(&mut self, bytes: &[u8]) {
+        let conn = &self.conn;
+        let closing = self.close_sent;
+        let mut close: Option<CloseFrame> = None;
+        let result = self.decoder.feed(bytes, |event| match event {
+            Event::Message(message) => {
+                add(&conn.endpoint.stats.messages_in, 1);
+                // After our close frame, data is read but no longer acted upon (RFC 6455 §5.5.1).
+                if !closing {
+                    conn.endpoint.on_message(conn, message);
+                }
+                true
+            }
+            Event::Ping(payload) => {
+                conn.offer(OutFrame { bytes: frame::encode(OpCode::Pong, &payload), data: false });
+                true
+            }
+            Event::Pong(_) => true,
+            Event::Close(frame) => {
+                close = Some(frame);
+                false
+            }
+        });
+        let timeout = self.conn.endpoint.config.close_timeout;
+        if let Err(error) = result {
+            add(&self.conn.endpoint.stats.protocol_errors, 1);
+            self.decoding = false;
+            self.start_close(error.close_code(), error.reason(), timeout);
+        } else if let Some(frame) = close {
+            self.close_received = true;
+            self.decoding = false;
+            // Echo the client's code (§5.5.1); an empty close is answered with an empty close.
+            self.start_close(frame.code.unwrap_or(close_code::NO_STATUS), "", timeout);
+        }
+    }
+
+    /// Queues our close frame after the frame being written, discarding everything else.
+    fn start_close(&mut self, code: u16, reason: &str, timeout: Duration) {
+        if self.close_sent {
+            return;
+        }
+        let stats = &self.conn.endpoint.stats;
+        if let Some(discarded) = self.conn.outbox.stop() {
+            add(&stats.dropped_messages, discarded as u64);
+        }
+        let keep = usize::from(self.front_written > 0);
+        let unstarted = self.pending.split_off(keep.min(self.pending.len()));
+        add(&stats.dropped_messages, unstarted.iter().filter(|f| f.data).count() as u64);
+        self.conn.outbox.release(unstarted.iter().map(|f| f.bytes.len()).sum());
+        self.conn.outbox.push_unbounded(OutFrame { bytes: frame::encode_close(code, reason), data: false });
+        self.close_sent = true;
+        self.deadline = Some(Instant::now() + timeout);
+    }
+
+    /// Writes pending frames until done or the socket would block.
+    fn flush(&mut self, socket: &Socket) -> std::io::Result<()> {
+        while !self.pending.is_empty() {
+            match write_once(socket, &self.pending, self.front_written) {
+                Ok(written) => self.advance(written),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Accounts for `written` bytes from the front of `pending`.
+    fn advance(&mut self, written: usize) {
+        let mut left = written;
+        let mut messages = 0;
+        while let Some(front) = self.pending.front() {
+            let rest = front.bytes.len() - self.front_written;
+            if left < rest {
+                self.front_written += left;
+                break;
+            }
+            left -= rest;
+            messages += front.data as u64;
+            self.front_written = 0;
+            self.pending.pop_front();
+        }
+        let stats = &self.conn.endpoint.stats;
+        add(&stats.bytes_out, written as u64);
+        add(&stats.messages_out, messages);
+        self.conn.outbox.release(written);
+    }
+}
+
+impl Drop for State {
+    /// Releases the connection: whatever happened (close, error, panic, runtime shutdown), it
+    /// leaves its rooms and the endpoint, and undelivered messages are counted.
+    fn drop(&mut self) {
+        let conn = &self.conn;
+        let stats = &conn.endpoint.stats;
+        if let Some(discarded) = conn.outbox.stop() {
+            add(&stats.dropped_messages, discarded as u64);
+        }
+        add(&stats.dropped_messages, self.pending.iter().filter(|f| f.data).count() as u64);
+        if std::thread::panicking() {
+            add(&stats.internal_errors, 1);
+        }
+        conn.endpoint.engine.registry().leave_all(conn);
+        conn.endpoint.release(conn.id);
+    }
+}
+
+/// One vectored write of the front of `pending`.
+fn write_once(socket: &Socket, pending: &VecDeque<OutFrame>, front_written: usize) -> std::io::Result<usize> {
+    let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+    let mut count = 0;
+    for (i, frame) in pending.iter().take(MAX_IOVECS).enumerate() {
+        let start = if i == 0 { front_written } else { 0 };
+        slices[i] = IoSlice::new(&frame.bytes[start..]);
+        count += 1;
+    }
+    socket.send_vectored(&slices[..count])
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::EndpointConfig;
+    use crate::engine::Engine;
+
+    /// A connection with no socket, for registry and queue tests.
+    pub(crate) fn detached(id: ConnId) -> Arc<Connection> {
+        let engine: &'static Engine = Box::leak(Box::new(Engine::new()));
+        Arc::new(Connection::new(id, EndpointShared::new(engine, EndpointConfig::default())))
+    }
+
+    #[test]
+    fn slow_consumer_is_closed_once_and_counted() {
+        let config = EndpointConfig { max_buffered_bytes: 10, ..EndpointConfig::default() };
+        let engine: &'static Engine = Box::leak(Box::new(Engine::new()));
+        let endpoint = EndpointShared::new(engine, config);
+        let conn = Connection::new(7, endpoint.clone());
+        let frame = Bytes::from_static(b"12345678");
+        assert!(conn.deliver(&frame));
+        assert!(!conn.deliver(&frame), "over the bound");
+        assert!(!conn.deliver(&frame), "closing");
+        let stats = endpoint.stats.snapshot(0);
+        assert_eq!((stats.slow_consumer_closes, stats.dropped_messages), (1, 2));
+        let mut taken = VecDeque::new();
+        assert!(matches!(conn.outbox.take(&mut taken), Some(Command::Close { code: 1008, .. })));
+    }
+
+    #[test]
+    fn drop_policy_keeps_the_connection_and_counts() {
+        let config = EndpointConfig {
+            max_buffered_bytes: 10,
+            slow_consumer: SlowConsumerPolicy::Drop,
+            ..EndpointConfig::default()
+        };
+        let engine: &'static Engine = Box::leak(Box::new(Engine::new()));
+        let endpoint = EndpointShared::new(engine, config);
+        let conn = Connection::new(7, endpoint.clone());
+        let frame = Bytes::from_static(b"12345678");
+        assert!(conn.deliver(&frame));
+        assert!(!conn.deliver(&frame));
+        conn.outbox.release(8);
+        assert!(conn.deliver(&frame), "room again once written");
+        let stats = endpoint.stats.snapshot(0);
+        assert_eq!((stats.slow_consumer_closes, stats.dropped_messages), (0, 1));
+    }
+}

@@ -1,0 +1,28 @@
+//! The roomcast engine: WebSocket connections handed over by Node.js, rooms, and the fan-out
+//! of broadcasts, on a tokio runtime. Nothing here depends on Node.js types; the napi binding
+//! (the `roomcast` crate) converts arguments and calls into this crate.
+//!
+//! Where things are: [`handoff`] takes the socket from Node, [`handshake`] checks the upgrade,
+//! [`connection`] runs one socket, [`frame`] encodes and decodes frames, [`outbox`] bounds what
+//! waits to be written, [`registry`] holds rooms and does the fan-out, [`broker`] is the boundary
+//! publications cross, [`endpoint`] is one `attach()`, [`engine`] the process-global whole.
+#![deny(missing_docs)]
+
+pub mod broker;
+pub mod close_code;
+pub mod config;
+pub mod connection;
+pub mod endpoint;
+pub mod engine;
+pub mod frame;
+pub mod handoff;
+pub mod handshake;
+pub mod outbox;
+pub mod registry;
+pub mod stats;
+
+pub use config::{EndpointConfig, SlowConsumerPolicy};
+pub use endpoint::Endpoint;
+pub use engine::Engine;
+pub use handshake::{Rejection, UpgradeRequest};
+pub use stats::StatsSnapshot;

@@ -1,0 +1,154 @@
+//! The room registry: which connections are in which room, and the fan-out of one encoded
+//! frame to the members of rooms.
+//!
+//! One registry serves the whole process. Membership changes take the write lock; fan-out takes
+//! the read lock and only clones a reference-counted frame into each member's queue, so a
+//! broadcast never waits on socket I/O.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use crate::connection::{ConnId, Connection};
+
+/// A room name (1 to 256 bytes of UTF-8), shared between the registry and its members.
+pub type RoomName = Arc<str>;
+
+#[derive(Default)]
+struct Room {
+    members: Vec<Arc<Connection>>,
+}
+
+/// Rooms and their members.
+#[derive(Default)]
+pub struct Registry {
+    rooms: RwLock<HashMap<RoomName, Room>>,
+}
+
+impl Registry {
+    /// Adds `conn` to `room`, creating the room. Returns false if it was already a member.
+    pub fn join(&self, room: &str, conn: &Arc<Connection>) -> bool {
+        let mut rooms = self.rooms.write();
+        let (name, entry) = match rooms.get_key_value(room) {
+            Some((name, _)) => (name.clone(), rooms.get_mut(room).expect("present")),
+            None => {
+                let name: RoomName = Arc::from(room);
+                (name.clone(), rooms.entry(name).or_default())
+            }
+        };
+        if entry.members.iter().any(|m| m.id() == conn.id()) {
+            return false;
+        }
+        entry.members.push(conn.clone());
+        // Updated under the registry lock so the two views never disagree.
+        conn.rooms_mut().push(name);
+        true
+    }
+
+    /// Removes the connection `id` from `room`; an emptied room disappears. Returns whether it
+    /// was a member.
+    pub fn leave(&self, room: &str, conn: &Connection) -> bool {
+        let mut rooms = self.rooms.write();
+        let Some(entry) = rooms.get_mut(room) else { return false };
+        let Some(index) = entry.members.iter().position(|m| m.id() == conn.id()) else { return false };
+        entry.members.swap_remove(index);
+        if entry.members.is_empty() {
+            rooms.remove(room);
+        }
+        conn.rooms_mut().retain(|r| &**r != room);
+        true
+    }
+
+    /// Removes the connection from every room it is in.
+    pub fn leave_all(&self, conn: &Connection) {
+        let mut rooms = self.rooms.write();
+        let names = std::mem::take(&mut *conn.rooms_mut());
+        for name in names {
+            if let Some(entry) = rooms.get_mut(&name) {
+                entry.members.retain(|m| m.id() != conn.id());
+                if entry.members.is_empty() {
+                    rooms.remove(&name);
+                }
+            }
+        }
+    }
+
+    /// Queues `frame` for every member of the rooms, once per connection even when it shares
+    /// several of them, skipping `except`. Returns the number of connections it was queued for.
+    pub fn fan_out(&self, rooms: &[&str], frame: &Bytes, except: Option<ConnId>) -> usize {
+        let registry = self.rooms.read();
+        let mut delivered = 0;
+        if let [room] = rooms {
+            if let Some(room) = registry.get(*room) {
+                for member in &room.members {
+                    if Some(member.id()) != except && member.deliver(frame) {
+                        delivered += 1;
+                    }
+                }
+            }
+            return delivered;
+        }
+        let mut seen = HashSet::new();
+        for room in rooms.iter().filter_map(|r| registry.get(*r)) {
+            for member in &room.members {
+                if Some(member.id()) != except && seen.insert(member.id()) && member.deliver(frame) {
+                    delivered += 1;
+                }
+            }
+        }
+        delivered
+    }
+
+    /// Number of rooms with at least one member.
+    pub fn room_count(&self) -> usize {
+        self.rooms.read().len()
+    }
+
+    /// Number of members of `room` (0 if it does not exist).
+    pub fn room_size(&self, room: &str) -> usize {
+        self.rooms.read().get(room).map_or(0, |r| r.members.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::tests::detached;
+
+    #[test]
+    fn join_and_leave_keep_both_views_in_step() {
+        let registry = Registry::default();
+        let (a, b) = (detached(1), detached(2));
+        assert!(registry.join("r", &a));
+        assert!(!registry.join("r", &a), "second join is a no-op");
+        assert!(registry.join("r", &b));
+        assert!(registry.join("s", &a));
+        assert_eq!((registry.room_count(), registry.room_size("r")), (2, 2));
+        assert_eq!(a.rooms(), vec!["r".to_string(), "s".to_string()]);
+        assert!(registry.leave("r", &a));
+        assert!(!registry.leave("r", &a));
+        assert_eq!(a.rooms(), vec!["s".to_string()]);
+        registry.leave_all(&a);
+        registry.leave_all(&b);
+        assert_eq!(registry.room_count(), 0, "empty rooms disappear");
+        assert!(a.rooms().is_empty());
+    }
+
+    #[test]
+    fn fan_out_reaches_each_member_once_and_skips_the_author() {
+        let registry = Registry::default();
+        let (a, b, c) = (detached(1), detached(2), detached(3));
+        for conn in [&a, &b, &c] {
+            registry.join("x", conn);
+        }
+        registry.join("y", &b);
+        let frame = Bytes::from_static(b"\x81\x02hi");
+        assert_eq!(registry.fan_out(&["x"], &frame, None), 3);
+        assert_eq!(registry.fan_out(&["x", "y"], &frame, Some(1)), 2, "b is in both rooms");
+        assert_eq!(registry.fan_out(&["nobody"], &frame, None), 0);
+        assert_eq!(a.outbox().unwritten(), 4);
+        assert_eq!(b.outbox().unwritten(), 8);
+    }
+}

@@ -1,0 +1,7 @@
+// ES module entry: the same single instance as require('roomcast').
+import { createRequire } from 'node:module'
+
+const roomcast = createRequire(import.meta.url)('./index.js')
+
+export const { attach, broadcast, Engine } = roomcast
+export default roomcast
