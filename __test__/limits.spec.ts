@@ -1,0 +1,138 @@
+// Limits that keep the host process safe: slow consumers, heartbeats, contained panics.
+import { afterEach, describe, expect, it } from 'vitest'
+import net from 'node:net'
+import { once } from 'node:events'
+import WebSocket from 'ws'
+import { closed, connect, nextMessage, roomcast, startServer, uniqueRoom, until, upgradeRequest, type Running } from './helpers'
+
+const servers: Running[] = []
+async function server(options: Parameters<typeof startServer>[0]) {
+  const running = await startServer(options)
+  servers.push(running)
+  return running
+}
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.stop()))
+})
+
+/** A raw TCP client that completed the opening handshake; it never reads unless resumed. */
+async function rawUpgraded(port: number, path: string): Promise<net.Socket> {
+  const socket = net.connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  socket.write(upgradeRequest(path))
+  let response = ''
+  while (!response.includes('\r\n\r\n')) {
+    const [chunk] = await once(socket, 'data')
+    response += chunk.toString('latin1')
+  }
+  expect(response.startsWith('HTTP/1.1 101')).toBe(true)
+  return socket
+}
+
+const yieldToLoop = () => new Promise((resolve) => setImmediate(resolve))
+const MiB = 1024 * 1024
+
+describe('slow consumers', () => {
+  it('closes a client that stops reading with 1008, counts it, and keeps serving the others', async () => {
+    const running = await server({ maxBufferedBytes: 256 * 1024 })
+    const room = uniqueRoom()
+    const healthy = await connect(running.url(`?room=${room}`))
+    let received = 0
+    healthy.on('message', () => received++)
+    const slow = await rawUpgraded(running.port, `/ws?room=${room}`)
+    slow.pause()
+    const payload = Buffer.alloc(16 * 1024, 7)
+    let sent = 0
+    // Batches of 128 KiB, each read by the healthy client before the next: it never falls
+    // behind, while the slow one fills the kernel buffers (a few MiB), then its queue.
+    while (running.engine.stats().slowConsumerCloses === 0 && sent < 16_384) {
+      for (let i = 0; i < 8; i++, sent++) roomcast.broadcast(room, payload)
+      await until(() => received === sent, 'the healthy client to keep up')
+    }
+    const stats = running.engine.stats()
+    expect(stats.slowConsumerCloses).toBe(1)
+    expect(stats.droppedMessages).toBeGreaterThan(0)
+    expect(received).toBe(sent)
+    // The slow client, once it reads again, finds a 1008 close frame after what it had been sent.
+    const tail: Buffer[] = []
+    slow.on('data', (chunk) => tail.push(chunk))
+    const ended = once(slow, 'close')
+    slow.resume()
+    await ended
+    const bytes = Buffer.concat(tail)
+    const close = bytes.lastIndexOf(Buffer.from([0x88]))
+    expect(close).toBeGreaterThan(-1)
+    expect(bytes.readUInt16BE(close + 2)).toBe(1008)
+    healthy.terminate()
+  })
+
+  it("drops messages for a slow client under slowConsumer: 'drop', counted, with memory bounded", async () => {
+    const running = await server({ maxBufferedBytes: 256 * 1024, slowConsumer: 'drop' })
+    const room = uniqueRoom()
+    const slow = await rawUpgraded(running.port, `/ws?room=${room}`)
+    slow.pause()
+    const payload = Buffer.alloc(64 * 1024, 3)
+    const rssBefore = process.memoryUsage().rss
+    let sent = 0
+    for (; sent < 4096; sent++) {
+      roomcast.broadcast(room, payload) // 256 MiB offered in all
+      if (sent % 256 === 0) await yieldToLoop()
+    }
+    const grown = process.memoryUsage().rss - rssBefore
+    const stats = running.engine.stats()
+    expect(stats.slowConsumerCloses).toBe(0)
+    expect(stats.connections).toBe(1)
+    expect(stats.droppedMessages).toBeGreaterThan(4096 - 200) // all but what the buffers held
+    expect(grown).toBeLessThan(64 * MiB) // 256 MiB were offered to a client that never read
+    // The client is still connected and gets new messages once it reads again.
+    let tail = ''
+    slow.on('data', (chunk) => (tail += chunk.toString('latin1')))
+    slow.resume()
+    for (let attempt = 0; attempt < 500 && !tail.includes('after the backlog'); attempt++) {
+      roomcast.broadcast(room, 'after the backlog') // Dropped while the queue is still full.
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    expect(tail).toContain('after the backlog')
+    slow.destroy()
+  })
+})
+
+describe('heartbeat', () => {
+  it('drops a connection that does not answer pings and counts it; a responsive one stays', async () => {
+    const running = await server({ pingInterval: 100 })
+    const room = uniqueRoom()
+    const silent = await rawUpgraded(running.port, `/ws?room=${room}`) // reads, never answers
+    const responsive = await connect(running.url(`?room=${room}`)) // ws answers pings itself
+    let pings = 0
+    responsive.on('ping', () => pings++)
+    await once(silent, 'close')
+    expect(running.engine.stats().pingTimeouts).toBe(1)
+    await until(() => pings >= 4, 'four pings to the responsive client')
+    expect(responsive.readyState).toBe(WebSocket.OPEN)
+    expect(running.engine.stats().pingTimeouts).toBe(1)
+    expect(roomcast.broadcast(room, 'still here')).toBe(1)
+    responsive.terminate()
+  })
+})
+
+describe('panics', () => {
+  it('closes the connection whose handling panicked with 1011, counts it, and keeps serving', async () => {
+    const running = await server({})
+    const room = uniqueRoom()
+    const victim = await connect(running.url(`?room=${room}`))
+    const peer = await connect(running.url(`?room=${room}`))
+    running.engine._injectPanicOnNextMessage()
+    const victimClosed = closed(victim)
+    victim.send('boom')
+    const [code] = await victimClosed
+    expect(code).toBe(1011)
+    expect(running.engine.stats().internalErrors).toBe(1)
+    const another = await connect(running.url(`?room=${room}`))
+    const atPeer = nextMessage(peer)
+    another.send('after the panic')
+    expect((await atPeer).data.toString()).toBe('after the panic')
+    peer.terminate()
+    another.terminate()
+  })
+})
