@@ -1,8 +1,9 @@
 // Shared test helpers: real servers on port 0, real `ws` clients, and waits on events.
-import { createRequire } from 'node:module'
-import http from 'node:http'
-import net from 'node:net'
+
 import { once } from 'node:events'
+import http from 'node:http'
+import { createRequire } from 'node:module'
+import net from 'node:net'
 import WebSocket from 'ws'
 
 const require = createRequire(import.meta.url)
@@ -145,7 +146,11 @@ export function upgradeRequest(path: string, headers: Record<string, string | nu
 }
 
 /** A masked client frame, as a browser would send it. */
-export function clientFrame(opcode: number, payload: Buffer | string, { fin = true, rsv = 0, mask = true } = {}): Buffer {
+export function clientFrame(
+  opcode: number,
+  payload: Buffer | string,
+  { fin = true, rsv = 0, mask = true } = {},
+): Buffer {
   const data = Buffer.isBuffer(payload) ? payload : Buffer.from(payload)
   const len = data.length
   const head: number[] = [(fin ? 0x80 : 0) | (rsv << 4) | opcode]

@@ -1,19 +1,29 @@
 // The engine's life in its host process: close(), exit, Unix sockets, module instances, workers,
 // the packed package, and the errors attach() and broadcast() throw.
-import { afterEach, describe, expect, it } from 'vitest'
+
 import { execFile } from 'node:child_process'
 import { once } from 'node:events'
 import fs from 'node:fs'
 import http from 'node:http'
 import https from 'node:https'
+import { createRequire } from 'node:module'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { Worker } from 'node:worker_threads'
-import { createRequire } from 'node:module'
-import WebSocket from 'ws'
-import { closed, connect, nextMessage, roomcast, startServer, uniqueRoom, until, upgradeRequest, type Running } from './helpers'
+import { afterEach, describe, expect, it } from 'vitest'
+import {
+  closed,
+  connect,
+  nextMessage,
+  type Running,
+  roomcast,
+  startServer,
+  uniqueRoom,
+  until,
+  upgradeRequest,
+} from './helpers'
 
 const run = promisify(execFile)
 const root = path.resolve(__dirname, '..')
@@ -113,7 +123,9 @@ describe('one engine per process', () => {
     const room = uniqueRoom()
     const ws = await connect(running.url(`?room=${room}`))
     const received = nextMessage(ws)
-    const worker = new Worker(fixture('worker-broadcast.cjs'), { workerData: { entry, room, message: 'from a worker' } })
+    const worker = new Worker(fixture('worker-broadcast.cjs'), {
+      workerData: { entry, room, message: 'from a worker' },
+    })
     const [count] = await once(worker, 'message')
     expect(count).toBe(1)
     expect((await received).data.toString()).toBe('from a worker')
@@ -127,7 +139,8 @@ describe('one engine per process', () => {
     const ws = await connect(running.url(`?room=${room}`))
     // A fresh module graph: index.js, lib/*, native.js and the addon are all evaluated again.
     const require = createRequire(import.meta.url)
-    for (const key of Object.keys(require.cache)) if (key.startsWith(root) && !key.includes('node_modules')) delete require.cache[key]
+    for (const key of Object.keys(require.cache))
+      if (key.startsWith(root) && !key.includes('node_modules')) delete require.cache[key]
     const second = require(entry)
     expect(second).not.toBe(roomcast)
     expect(second.broadcast).not.toBe(roomcast.broadcast)

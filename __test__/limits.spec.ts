@@ -1,9 +1,20 @@
 // Limits that keep the host process safe: slow consumers, heartbeats, contained panics.
-import { afterEach, describe, expect, it } from 'vitest'
-import net from 'node:net'
+
 import { once } from 'node:events'
+import net from 'node:net'
+import { afterEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
-import { closed, connect, nextMessage, roomcast, startServer, uniqueRoom, until, upgradeRequest, type Running } from './helpers'
+import {
+  closed,
+  connect,
+  nextMessage,
+  type Running,
+  roomcast,
+  startServer,
+  uniqueRoom,
+  until,
+  upgradeRequest,
+} from './helpers'
 
 const servers: Running[] = []
 async function server(options: Parameters<typeof startServer>[0]) {

@@ -1,7 +1,7 @@
 // Rooms from the query string, relay between members, and broadcast() fan-out.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import WebSocket from 'ws'
-import { collect, connect, nextMessage, roomcast, startServer, uniqueRoom, until, type Running } from './helpers'
+import type WebSocket from 'ws'
+import { collect, connect, nextMessage, type Running, roomcast, startServer, uniqueRoom, until } from './helpers'
 
 let running: Running
 beforeAll(async () => {
@@ -111,7 +111,7 @@ describe('relay', () => {
 
 describe('rooms from the query string', () => {
   it('joins every room named by room= parameters, decoded like URLSearchParams', async () => {
-    const [a, b] = [uniqueRoom(), uniqueRoom() + ' with spaces/ü']
+    const [a, b] = [uniqueRoom(), `${uniqueRoom()} with spaces/ü`]
     const ws = await connect(running.url(`?room=${a}&other=1&room=${encodeURIComponent(b)}`))
     const got = collect(ws, 2)
     expect(roomcast.broadcast(a, 'to a')).toBe(1)

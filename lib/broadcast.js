@@ -1,5 +1,3 @@
-'use strict'
-
 const { isAnyArrayBuffer } = require('node:util/types')
 const native = require('../native.js')
 const { describe } = require('./options.js')

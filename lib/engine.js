@@ -1,5 +1,3 @@
-'use strict'
-
 // attach(): the upgrade pipeline. Node parses the HTTP request; for the configured path the
 // socket is handed to the Rust engine synchronously, inside the 'upgrade' listener, so no other
 // listener (Next.js adds its own) can touch it first.
@@ -95,8 +93,10 @@ class Engine {
       throw new TypeError(`roomcast: engine.close(options): options must be an object, got ${describe(options)}`)
     }
     const { code = GOING_AWAY, timeoutMs = DEFAULT_CLOSE_TIMEOUT_MS } = options
-    if (typeof code !== 'number') throw new TypeError(`roomcast: engine.close(): code must be a number, got ${describe(code)}`)
-    if (!validCloseCode(code)) throw new RangeError(`roomcast: engine.close(): code must be 1000, 1001 or 3000–4999, got ${code}`)
+    if (typeof code !== 'number')
+      throw new TypeError(`roomcast: engine.close(): code must be a number, got ${describe(code)}`)
+    if (!validCloseCode(code))
+      throw new RangeError(`roomcast: engine.close(): code must be 1000, 1001 or 3000–4999, got ${code}`)
     if (typeof timeoutMs !== 'number') {
       throw new TypeError(`roomcast: engine.close(): timeoutMs must be a number, got ${describe(timeoutMs)}`)
     }

@@ -1,5 +1,3 @@
-'use strict'
-
 // Validation of attach() options. Each option is documented, with its default, in index.d.ts;
 // the engine (Rust) applies the defaults for options left undefined.
 
@@ -11,7 +9,8 @@ function describe(value) {
   if (value === null) return 'null'
   if (Array.isArray(value)) return 'an array'
   if (typeof value === 'object') return `an instance of ${value.constructor?.name ?? 'Object'}`
-  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)}`
+  if (typeof value === 'string')
+    return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`
   return `${typeof value} ${String(value)}`
 }
 
@@ -69,7 +68,9 @@ function normalizeOptions(options) {
   const path = options.path === undefined ? '/ws' : options.path
   if (typeof path !== 'string') throw new TypeError(`roomcast: options.path must be a string, got ${describe(path)}`)
   if (!path.startsWith('/') || /[?#\s]/.test(path)) {
-    throw new RangeError(`roomcast: options.path must be a pathname starting with "/" (no query, no spaces), got ${JSON.stringify(path)}`)
+    throw new RangeError(
+      `roomcast: options.path must be a pathname starting with "/" (no query, no spaces), got ${JSON.stringify(path)}`,
+    )
   }
   const slowConsumer = options.slowConsumer
   if (slowConsumer !== undefined && !SLOW_CONSUMER_POLICIES.includes(slowConsumer)) {
@@ -91,7 +92,8 @@ function normalizeOptions(options) {
       maxConnections: integer({ maxConnections }, 'maxConnections', { min: 0 }),
       relay: options.relay,
       protocols: stringList(options, 'protocols', (p) => {
-        if (!TOKEN.test(p)) throw new RangeError(`roomcast: options.protocols: ${JSON.stringify(p)} is not a valid subprotocol name`)
+        if (!TOKEN.test(p))
+          throw new RangeError(`roomcast: options.protocols: ${JSON.stringify(p)} is not a valid subprotocol name`)
       }),
       allowedOrigins: stringList(options, 'allowedOrigins'),
       maxRoomsPerConnection: integer(options, 'maxRoomsPerConnection', { min: 1, max: 65536 }),

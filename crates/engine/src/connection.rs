@@ -253,7 +253,7 @@ impl State {
     fn on_readable(&mut self, guard: &mut AsyncFdReadyGuard<'_, Socket>) -> ControlFlow<()> {
         let mut buf = [0u8; READ_CHUNK];
         for _ in 0..MAX_READS_PER_WAKE {
-            match guard.try_io(|fd| (&mut &*fd.get_ref()).read(&mut buf)) {
+            match guard.try_io(|fd| (&mut fd.get_ref()).read(&mut buf)) {
                 Err(_would_block) => break,
                 Ok(Ok(0)) => {
                     self.eof = true;

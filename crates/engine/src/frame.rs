@@ -427,7 +427,9 @@ fn parse_close(body: &[u8]) -> Result<CloseFrame, DecodeError> {
 /// XORs `buf` with the masking key, `offset` being the position of `buf[0]` in the payload.
 fn unmask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     let rotated: [u8; 4] = std::array::from_fn(|i| mask[(offset + i) % 4]);
-    let word = u64::from_ne_bytes([rotated[0], rotated[1], rotated[2], rotated[3], rotated[0], rotated[1], rotated[2], rotated[3]]);
+    let word = u64::from_ne_bytes([
+        rotated[0], rotated[1], rotated[2], rotated[3], rotated[0], rotated[1], rotated[2], rotated[3],
+    ]);
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let value = u64::from_ne_bytes((&*chunk).try_into().expect("8 bytes")) ^ word;
@@ -526,7 +528,8 @@ mod tests {
     fn message_turns_into_an_identical_server_frame() {
         for len in [3usize, 200, 70_000] {
             let payload = vec![b'x'; len];
-            let events = decode_all(&mut Decoder::new(1 << 20), &client_frame(true, 1, &payload, [5, 6, 7, 8])).unwrap();
+            let events =
+                decode_all(&mut Decoder::new(1 << 20), &client_frame(true, 1, &payload, [5, 6, 7, 8])).unwrap();
             let Event::Message(m) = events.into_iter().next().unwrap() else { panic!() };
             assert_eq!(m.into_frame(), encode(OpCode::Text, &payload));
         }

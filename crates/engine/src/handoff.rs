@@ -52,7 +52,7 @@ pub(crate) async fn respond_and_close(socket: Socket, response: Vec<u8>) {
         let mut sink = [0u8; 1024];
         loop {
             let mut guard = fd.readable().await?;
-            match guard.try_io(|fd| std::io::Read::read(&mut &*fd.get_ref(), &mut sink)) {
+            match guard.try_io(|fd| std::io::Read::read(&mut fd.get_ref(), &mut sink)) {
                 Ok(Ok(0)) => return Ok(()),
                 Ok(result) => {
                     result?;

@@ -256,9 +256,11 @@ mod tests {
         assert!(response.ends_with("\r\n\r\n"));
     }
 
+    type Mutation = Box<dyn Fn(&mut UpgradeRequest)>;
+
     #[test]
     fn refuses_each_bad_request_with_its_status() {
-        let cases: Vec<(u16, Box<dyn Fn(&mut UpgradeRequest)>)> = vec![
+        let cases: Vec<(u16, Mutation)> = vec![
             (400, Box::new(|r| r.method = "POST".into())),
             (400, Box::new(|r| r.upgrade = None)),
             (400, Box::new(|r| r.upgrade = Some("h2c".into()))),

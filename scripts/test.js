@@ -1,0 +1,49 @@
+// `npm test`: builds the addon, checks formatting and lints, runs cargo test and vitest, and
+// closes with one plain summary line ("tests: N passed, N failed").
+'use strict'
+
+const { spawnSync } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+
+const root = path.resolve(__dirname, '..')
+
+function step(title, command, args, { capture = false } = {}) {
+  console.log(`\n── ${title}: ${command} ${args.join(' ')}`)
+  const result = spawnSync(command, args, {
+    cwd: root,
+    stdio: capture ? ['inherit', 'pipe', 'inherit'] : 'inherit',
+    encoding: 'utf8',
+  })
+  if (capture) process.stdout.write(result.stdout)
+  if (result.status !== 0) {
+    console.error(`\n${title} failed (exit ${result.status ?? result.signal})`)
+    process.exit(result.status || 1)
+  }
+  return result.stdout
+}
+
+step('build', 'npm', ['run', 'build'])
+step('lint', 'npm', ['run', 'lint'])
+const cargo = step('cargo test', 'cargo', ['test', '--workspace', '--color', 'never'], { capture: true })
+let cargoPassed = 0
+let cargoFailed = 0
+for (const match of cargo.matchAll(/test result: \w+\. (\d+) passed; (\d+) failed/g)) {
+  cargoPassed += Number(match[1])
+  cargoFailed += Number(match[2])
+}
+
+const report = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'roomcast-vitest-')), 'report.json')
+step('vitest', 'npx', ['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`])
+const vitest = JSON.parse(fs.readFileSync(report, 'utf8'))
+
+const passed = cargoPassed + vitest.numPassedTests
+const failed = cargoFailed + vitest.numFailedTests
+console.log(`\ncargo test: ${cargoPassed} passed, vitest: ${vitest.numPassedTests} passed`)
+if (passed === 0) {
+  console.error('no test ran')
+  process.exit(1)
+}
+console.log(`tests: ${passed} passed, ${failed} failed`)
+process.exit(failed === 0 ? 0 : 1)
