@@ -399,8 +399,10 @@ describe('path filtering', () => {
     expect(stats.rejectedUpgrades).toBe(0)
     expect(Buffer.concat(received).toString('latin1')).not.toContain('101')
 
-    const gone = once(serverSide!, 'close')
-    socket.destroy()
+    // Nothing else will ever read this socket (Node left it paused for a listener that does not
+    // exist), so the server side has to be destroyed here, as an application would.
+    const gone = once(socket, 'close')
+    serverSide!.destroy()
     await gone
   })
 })
