@@ -110,6 +110,12 @@ export interface EngineStats {
   connectionsClosed: number
   /** Upgrade requests on `path` refused with an HTTP error (400, 403, 426, 503). */
   rejectedUpgrades: number
+  /**
+   * Upgrade requests on `path` whose socket could not be handed to the engine (typically: the
+   * process is out of file descriptors); the socket was destroyed. The first one also emits a
+   * process warning.
+   */
+  handoffErrors: number
 }
 
 /** Options of {@link Engine.close}. */

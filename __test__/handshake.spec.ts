@@ -1,22 +1,22 @@
 // The opening handshake over real sockets: every refusal with its HTTP status, the 101 and its
 // headers, subprotocol selection, bytes sent right behind the upgrade request, and path filtering.
+
+import { once } from 'node:events'
 import http from 'node:http'
 import net from 'node:net'
-import { once } from 'node:events'
 import { afterEach, describe, expect, it } from 'vitest'
 import WebSocket, { WebSocketServer } from 'ws'
 import {
   clientFrame,
   closed,
-  connect,
   nextMessage,
+  type Options,
+  type Running,
   rawExchange,
   startServer,
   uniqueRoom,
   until,
   upgradeRequest,
-  type Options,
-  type Running,
 } from './helpers'
 
 const RFC_KEY = 'dGhlIHNhbXBsZSBub25jZQ=='
@@ -95,7 +95,8 @@ function rawUpgrade(port: number, bytes: Buffer | string): Promise<{ socket: net
       socket.off('close', onClose)
       resolve({ socket, head: received.subarray(0, end).toString('latin1'), rest: received.subarray(end + 4) })
     }
-    const onClose = () => fail(new Error(`closed before a response head; got ${JSON.stringify(received.toString('latin1'))}`))
+    const onClose = () =>
+      fail(new Error(`closed before a response head; got ${JSON.stringify(received.toString('latin1'))}`))
     socket.on('data', onData)
     socket.on('close', onClose)
     socket.on('error', () => {})
@@ -168,7 +169,9 @@ describe('handshake refusals', () => {
 
   it('refuses Sec-WebSocket-Version 8 with 426 and advertises version 13', async () => {
     const { port } = await server()
-    const response = (await rawExchange(port, upgradeRequest('/ws', { 'Sec-WebSocket-Version': '8' }))).toString('latin1')
+    const response = (await rawExchange(port, upgradeRequest('/ws', { 'Sec-WebSocket-Version': '8' }))).toString(
+      'latin1',
+    )
     expect(statusOf(response)).toBe(426)
     const head = response.slice(0, response.indexOf('\r\n\r\n'))
     expect(headersOf(head).get('sec-websocket-version')).toBe('13')
@@ -272,7 +275,10 @@ describe('handshake refusals', () => {
 describe('the 101 response', () => {
   it('carries the RFC 6455 Sec-WebSocket-Accept for the request key', async () => {
     const { port } = await server()
-    const { socket, head } = await rawUpgrade(port, upgradeRequest(`/ws?room=${uniqueRoom()}`, { 'Sec-WebSocket-Key': RFC_KEY }))
+    const { socket, head } = await rawUpgrade(
+      port,
+      upgradeRequest(`/ws?room=${uniqueRoom()}`, { 'Sec-WebSocket-Key': RFC_KEY }),
+    )
     expect(head.split('\r\n')[0]).toBe('HTTP/1.1 101 Switching Protocols')
     const headers = headersOf(head)
     expect(headers.get('sec-websocket-accept')).toBe(RFC_ACCEPT)
@@ -327,7 +333,10 @@ describe('bytes sent with the upgrade request', () => {
     const room = uniqueRoom()
     const listener = await client(url(`?room=${room}`))
     const got = nextMessage(listener)
-    const bytes = Buffer.concat([Buffer.from(upgradeRequest(`/ws?room=${room}`)), clientFrame(0x1, 'sent with the upgrade')])
+    const bytes = Buffer.concat([
+      Buffer.from(upgradeRequest(`/ws?room=${room}`)),
+      clientFrame(0x1, 'sent with the upgrade'),
+    ])
     const { socket, head } = await rawUpgrade(port, bytes)
     expect(head.split('\r\n')[0]).toBe('HTTP/1.1 101 Switching Protocols')
     const { data, isBinary } = await got
@@ -335,6 +344,46 @@ describe('bytes sent with the upgrade request', () => {
     expect(data.toString()).toBe('sent with the upgrade')
     await closeRaw(socket)
     await closeClient(listener)
+  })
+})
+
+/** Everything a raw client still receives until the server closes the connection. */
+function restUntilClosed(socket: net.Socket, rest: Buffer): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks = [rest]
+    socket.on('data', (chunk) => chunks.push(chunk))
+    socket.on('end', () => socket.end())
+    socket.once('close', () => resolve(Buffer.concat(chunks)))
+  })
+}
+
+describe('closes and errors in the bytes sent with the upgrade request', () => {
+  it('answers 101 before the close when a close frame comes with the upgrade request', async () => {
+    const { port } = await server()
+    const bytes = Buffer.concat([Buffer.from(upgradeRequest('/ws')), clientFrame(0x8, Buffer.alloc(0))])
+    const { socket, head, rest } = await rawUpgrade(port, bytes)
+    expect(statusOf(head)).toBe(101)
+    expect([...(await restUntilClosed(socket, rest))]).toEqual([0x88, 0x00])
+  })
+
+  it('answers 101 before the 1002 close when a bad frame comes with the upgrade request', async () => {
+    const { port, engine } = await server()
+    const bytes = Buffer.concat([Buffer.from(upgradeRequest('/ws')), clientFrame(0x1, 'hi', { mask: false })])
+    const { socket, head, rest } = await rawUpgrade(port, bytes)
+    expect(statusOf(head)).toBe(101)
+    const close = await restUntilClosed(socket, rest)
+    expect(close[0]).toBe(0x88)
+    expect(close.readUInt16BE(2)).toBe(1002)
+    expect(engine.stats().protocolErrors).toBe(1)
+  })
+
+  it('counts those bytes in stats().bytesIn', async () => {
+    const { port, engine } = await server()
+    const frame = clientFrame(0x1, 'hi')
+    const { socket } = await rawUpgrade(port, Buffer.concat([Buffer.from(upgradeRequest('/ws')), frame]))
+    await until(() => engine.stats().messagesIn === 1, 'the message')
+    expect(engine.stats().bytesIn).toBe(frame.length)
+    await closeRaw(socket)
   })
 })
 
@@ -392,7 +441,10 @@ describe('path filtering', () => {
 
     // Node frees the socket's HTTP parser (socket.parser = null) right before it emits 'upgrade'
     // synchronously, so once it is gone roomcast's listener has run.
-    await until(() => serverSide !== undefined && (serverSide as { parser?: unknown }).parser === null, "the 'upgrade' event")
+    await until(
+      () => serverSide !== undefined && (serverSide as { parser?: unknown }).parser === null,
+      "the 'upgrade' event",
+    )
     expect(serverSide!.destroyed).toBe(false) // roomcast destroys Node's socket when it adopts one.
     const stats = engine.stats()
     expect(stats.connectionsOpened).toBe(0)

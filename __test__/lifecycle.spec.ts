@@ -169,6 +169,25 @@ describe('one engine per process', () => {
   })
 })
 
+describe('handoff failures', () => {
+  it('never throws from the upgrade listener: a socket that cannot be taken over is destroyed and counted', async () => {
+    const running = await server()
+    const file = fs.openSync(__filename, 'r') // a descriptor that is not a socket
+    let destroyed = false
+    const fake = { _handle: { fd: file }, destroy: () => (destroyed = true) }
+    const warned = once(process, 'warning')
+    const request = { url: '/ws?room=x', method: 'GET', headers: {} }
+    expect(() => running.engine.onUpgrade(request as never, fake as never, Buffer.alloc(0))).not.toThrow()
+    fs.closeSync(file)
+    expect(destroyed).toBe(true)
+    expect(running.engine.stats().handoffErrors).toBe(1)
+    expect(String((await warned)[0].message)).toMatch(/could not be handed over/)
+    // The engine still serves.
+    const ws = await connect(running.url(`?room=${uniqueRoom()}`))
+    ws.terminate()
+  })
+})
+
 describe('argument errors', () => {
   it('broadcast() throws TypeError for wrong types and RangeError for bad room names', () => {
     expect(() => roomcast.broadcast(1 as never, 'x')).toThrow(TypeError)

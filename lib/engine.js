@@ -39,6 +39,8 @@ class Engine {
   #server
   #path
   #closing = null
+  #handoffErrors = 0
+  #warned = false
 
   constructor(server, path, nativeEndpoint) {
     this.#server = server
@@ -73,6 +75,14 @@ class Engine {
         protocol: header(h['sec-websocket-protocol']),
         origin: header(h.origin),
       })
+    } catch (error) {
+      // Out of file descriptors, most likely. Never throw from an 'upgrade' listener: that would
+      // take the host process down. Count it and warn once.
+      this.#handoffErrors += 1
+      if (!this.#warned) {
+        this.#warned = true
+        process.emitWarning(`roomcast: an upgrade could not be handed over: ${error.message}`, 'RoomcastWarning')
+      }
     } finally {
       // The engine owns a duplicate of the descriptor now. destroy() only closes Node's copy;
       // end() would shut the shared socket down for the engine too.
@@ -82,7 +92,7 @@ class Engine {
 
   /** Counters and gauges; see index.d.ts. */
   stats() {
-    return this.#native.stats()
+    return { ...this.#native.stats(), handoffErrors: this.#handoffErrors }
   }
 
   /**

@@ -141,6 +141,7 @@ pub(crate) async fn serve(conn: Arc<Connection>, socket: Socket, head: Bytes) {
     let mut state = State::new(conn);
     let Some(fd) = crate::handoff::register(socket) else { return };
     if !head.is_empty() {
+        add(&state.conn.endpoint.stats.bytes_in, head.len() as u64);
         state.decode_guarded(&head);
     }
     state.run(&fd).await;
@@ -320,7 +321,8 @@ impl State {
         }
     }
 
-    /// Queues our close frame after the frame being written, discarding everything else.
+    /// Queues our close frame after the frame being written and the control bytes already
+    /// queued (the `101` among them), discarding the data messages not yet started.
     fn start_close(&mut self, code: u16, reason: &str, timeout: Duration) {
         if self.close_sent {
             return;
@@ -329,10 +331,19 @@ impl State {
         if let Some(discarded) = self.conn.outbox.stop() {
             add(&stats.dropped_messages, discarded as u64);
         }
-        let keep = usize::from(self.front_written > 0);
-        let unstarted = self.pending.split_off(keep.min(self.pending.len()));
-        add(&stats.dropped_messages, unstarted.iter().filter(|f| f.data).count() as u64);
-        self.conn.outbox.release(unstarted.iter().map(|f| f.bytes.len()).sum());
+        let front_started = self.front_written > 0;
+        let (mut index, mut discarded, mut bytes) = (0, 0, 0);
+        self.pending.retain(|f| {
+            let keep = !f.data || (index == 0 && front_started);
+            index += 1;
+            if !keep {
+                discarded += 1;
+                bytes += f.bytes.len();
+            }
+            keep
+        });
+        add(&stats.dropped_messages, discarded);
+        self.conn.outbox.release(bytes);
         self.conn.outbox.push_unbounded(OutFrame { bytes: frame::encode_close(code, reason), data: false });
         self.close_sent = true;
         self.deadline = Some(Instant::now() + timeout);

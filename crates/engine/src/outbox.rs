@@ -94,8 +94,10 @@ impl Outbox {
         }
     }
 
-    /// Stops accepting frames and discards the queued ones (the connection is closing).
-    /// Returns how many data messages were discarded, or `None` if it was already closing.
+    /// Stops accepting frames and discards the queued data messages (the connection is closing);
+    /// control bytes already queued (the handshake response, pongs) stay, so the close frame
+    /// that follows is still preceded by the `101`. Returns how many data messages were
+    /// discarded, or `None` if it was already closing.
     pub fn stop(&self) -> Option<usize> {
         let mut queue = self.queue.lock();
         self.stop_locked(&mut queue)
@@ -106,10 +108,15 @@ impl Outbox {
             return None;
         }
         queue.closing = true;
-        let discarded = queue.frames.iter().filter(|f| f.data).count();
-        let bytes: usize = queue.frames.iter().map(|f| f.bytes.len()).sum();
+        let (mut discarded, mut bytes) = (0, 0);
+        queue.frames.retain(|f| {
+            if f.data {
+                discarded += 1;
+                bytes += f.bytes.len();
+            }
+            !f.data
+        });
         queue.unwritten -= bytes;
-        queue.frames.clear();
         Some(discarded)
     }
 
@@ -121,11 +128,6 @@ impl Outbox {
         queue.command = Some(command);
         self.wake.notify_one();
         Some(discarded)
-    }
-
-    /// Whether a command has been given (the connection is closing).
-    pub fn is_closing(&self) -> bool {
-        self.queue.lock().closing
     }
 
     /// Moves every queued frame to the back of `into` and returns the pending command, if any.
@@ -176,17 +178,18 @@ mod tests {
     }
 
     #[test]
-    fn a_command_discards_the_queue_and_refuses_more() {
+    fn a_command_discards_queued_messages_keeps_control_bytes_and_refuses_more() {
         let outbox = Outbox::default();
         outbox.push(frame(10), 100);
         outbox.push(OutFrame { bytes: Bytes::from_static(b"pong"), data: false }, 100);
         let close = Command::Close { code: 1008, reason: String::new(), timeout: std::time::Duration::ZERO };
         assert_eq!(outbox.command(close), Some(1));
-        assert_eq!(outbox.unwritten(), 0);
+        assert_eq!(outbox.unwritten(), 4);
         assert_eq!(outbox.push(frame(1), 100), Push::Closed);
         assert_eq!(outbox.command(Command::Terminate), None, "first command wins");
         let mut taken = VecDeque::new();
         assert!(matches!(outbox.take(&mut taken), Some(Command::Close { code: 1008, .. })));
-        assert!(taken.is_empty());
+        assert_eq!(taken.len(), 1);
+        assert_eq!(&taken[0].bytes[..], b"pong");
     }
 }
