@@ -148,6 +148,8 @@ export declare class Engine {
   close(options?: CloseOptions): Promise<void>
   /** The `'upgrade'` listener attach() installed (first in line) on the server. */
   onUpgrade(req: import('node:http').IncomingMessage, socket: import('node:stream').Duplex, head: Buffer): void
+  /** @internal Test hook: the next message any connection of this engine receives panics in Rust. */
+  _injectPanicOnNextMessage(): void
 }
 
 /**

@@ -49,11 +49,21 @@ export async function startServer(options: Options = {}, server = http.createSer
   }
 }
 
-/** A `ws` client, resolved once open. */
+const opened = new Set<WebSocket>()
+
+/** A `ws` client, resolved once open. Tracked until {@link terminateClients}. */
 export async function connect(url: string, options: WebSocket.ClientOptions = {}): Promise<WebSocket> {
   const ws = new WebSocket(url, options)
+  opened.add(ws)
+  ws.once('close', () => opened.delete(ws))
   await once(ws, 'open')
   return ws
+}
+
+/** Terminates every client {@link connect} opened that is still open (for afterEach). */
+export function terminateClients(): void {
+  for (const ws of opened) ws.terminate()
+  opened.clear()
 }
 
 /** Resolves with the next message a client receives. */

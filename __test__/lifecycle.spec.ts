@@ -20,6 +20,7 @@ import {
   type Running,
   roomcast,
   startServer,
+  terminateClients,
   uniqueRoom,
   until,
   upgradeRequest,
@@ -39,6 +40,7 @@ async function server(options: Parameters<typeof startServer>[0] = {}, base?: ht
   return running
 }
 afterEach(async () => {
+  terminateClients()
   await Promise.all(servers.splice(0).map((s) => s.stop()))
 })
 

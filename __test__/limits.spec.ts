@@ -11,6 +11,7 @@ import {
   type Running,
   roomcast,
   startServer,
+  terminateClients,
   uniqueRoom,
   until,
   upgradeRequest,
@@ -23,6 +24,7 @@ async function server(options: Parameters<typeof startServer>[0]) {
   return running
 }
 afterEach(async () => {
+  terminateClients()
   await Promise.all(servers.splice(0).map((s) => s.stop()))
 })
 

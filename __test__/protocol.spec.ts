@@ -73,7 +73,7 @@ function closeBody(frame: ServerFrame): { code: number | undefined; reason: stri
 class RawClient {
   readonly frames: ServerFrame[] = []
   ended = false
-  private buffer = Buffer.alloc(0)
+  private buffer: Buffer = Buffer.alloc(0)
   private wake: (() => void) | null = null
 
   private constructor(readonly socket: net.Socket) {

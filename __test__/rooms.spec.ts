@@ -1,7 +1,17 @@
 // Rooms from the query string, relay between members, and broadcast() fan-out.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type WebSocket from 'ws'
-import { collect, connect, nextMessage, type Running, roomcast, startServer, uniqueRoom, until } from './helpers'
+import {
+  collect,
+  connect,
+  nextMessage,
+  type Running,
+  roomcast,
+  startServer,
+  terminateClients,
+  uniqueRoom,
+  until,
+} from './helpers'
 
 let running: Running
 beforeAll(async () => {
@@ -10,6 +20,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await running.stop()
 })
+afterEach(() => terminateClients())
 
 async function members(room: string, count: number, query = `?room=${encodeURIComponent(room)}`): Promise<WebSocket[]> {
   return Promise.all(Array.from({ length: count }, () => connect(running.url(query))))
@@ -122,10 +133,13 @@ describe('rooms from the query string', () => {
   })
 
   it('accepts a connection with no room; it only counts as a connection', async () => {
-    const before = running.engine.stats().connections
+    await until(() => running.engine.stats().connections === 0, 'earlier tests to release their connections')
     const ws = await connect(running.url())
-    expect(running.engine.stats().connections).toBe(before + 1)
-    ws.terminate()
+    try {
+      expect(running.engine.stats().connections).toBe(1)
+    } finally {
+      ws.terminate()
+    }
   })
 
   it('removes a room when its last member leaves', async () => {
