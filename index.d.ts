@@ -65,6 +65,12 @@ export interface AttachOptions {
    */
   relay?: boolean
   /**
+   * Whether a message a client sends is also sent back to that client, verbatim. Meant for
+   * conformance testing (the Autobahn suite) and echo services.
+   * @default false
+   */
+  echo?: boolean
+  /**
    * Most rooms a connection may join through its query string (`?room=a&room=b`); more → HTTP 400.
    * @default 64
    */

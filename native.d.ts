@@ -38,6 +38,7 @@ export interface EndpointOptions {
   slowConsumer?: string
   maxConnections?: number
   relay?: boolean
+  echo?: boolean
   protocols?: Array<string>
   allowedOrigins?: Array<string>
   maxRoomsPerConnection?: number

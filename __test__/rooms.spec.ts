@@ -221,3 +221,23 @@ describe('broadcast()', () => {
     closeAll([a, b])
   })
 })
+
+describe('echo', () => {
+  it('sends a client its own messages back when echo is on, text as text and binary as binary', async () => {
+    const echoing = await startServer({ echo: true, relay: false })
+    try {
+      const ws = await connect(echoing.url())
+      const text = nextMessage(ws)
+      ws.send('ping me')
+      expect((await text).data.toString()).toBe('ping me')
+      const binary = nextMessage(ws)
+      ws.send(Buffer.from([0, 1, 2]))
+      const got = await binary
+      expect(got.isBinary).toBe(true)
+      expect([...got.data]).toEqual([0, 1, 2])
+    } finally {
+      terminateClients()
+      await echoing.stop()
+    }
+  })
+})

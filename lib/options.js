@@ -50,6 +50,7 @@ const KNOWN = new Set([
   'runtimeThreads',
   'protocols',
   'relay',
+  'echo',
   'maxRoomsPerConnection',
 ])
 
@@ -77,8 +78,10 @@ function normalizeOptions(options) {
     const message = `roomcast: options.slowConsumer must be 'close' or 'drop', got ${describe(slowConsumer)}`
     throw typeof slowConsumer === 'string' ? new RangeError(message) : new TypeError(message)
   }
-  if (options.relay !== undefined && typeof options.relay !== 'boolean') {
-    throw new TypeError(`roomcast: options.relay must be a boolean, got ${describe(options.relay)}`)
+  for (const name of ['relay', 'echo']) {
+    if (options[name] !== undefined && typeof options[name] !== 'boolean') {
+      throw new TypeError(`roomcast: options.${name} must be a boolean, got ${describe(options[name])}`)
+    }
   }
   let maxConnections = options.maxConnections
   if (maxConnections === Infinity) maxConnections = undefined
@@ -91,6 +94,7 @@ function normalizeOptions(options) {
       slowConsumer,
       maxConnections: integer({ maxConnections }, 'maxConnections', { min: 0 }),
       relay: options.relay,
+      echo: options.echo,
       protocols: stringList(options, 'protocols', (p) => {
         if (!TOKEN.test(p))
           throw new RangeError(`roomcast: options.protocols: ${JSON.stringify(p)} is not a valid subprotocol name`)

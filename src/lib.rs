@@ -25,6 +25,7 @@ pub struct EndpointOptions {
     pub slow_consumer: Option<String>,
     pub max_connections: Option<u32>,
     pub relay: Option<bool>,
+    pub echo: Option<bool>,
     pub protocols: Option<Vec<String>>,
     pub allowed_origins: Option<Vec<String>>,
     pub max_rooms_per_connection: Option<u32>,
@@ -84,6 +85,7 @@ fn config_from(options: EndpointOptions) -> EndpointConfig {
         },
         max_connections: options.max_connections.map(|v| v as usize),
         relay: options.relay.unwrap_or(defaults.relay),
+        echo: options.echo.unwrap_or(defaults.echo),
         close_timeout: defaults.close_timeout,
         handshake: HandshakePolicy {
             protocols: options.protocols.unwrap_or_default(),

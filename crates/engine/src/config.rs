@@ -40,6 +40,8 @@ pub struct EndpointConfig {
     pub max_connections: Option<usize>,
     /// Whether a client's messages are relayed to the other members of its rooms.
     pub relay: bool,
+    /// Whether a client's messages are sent back to it (conformance testing, echo services).
+    pub echo: bool,
     /// How long a server-initiated closing handshake may take.
     pub close_timeout: Duration,
     /// Handshake checks: subprotocols, origins, room limit.
@@ -55,6 +57,7 @@ impl Default for EndpointConfig {
             slow_consumer: SlowConsumerPolicy::Close,
             max_connections: None,
             relay: true,
+            echo: false,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             handshake: HandshakePolicy {
                 protocols: Vec::new(),

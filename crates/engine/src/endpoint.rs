@@ -52,20 +52,24 @@ impl EndpointShared {
         })
     }
 
-    /// A complete message from `conn`: relayed to the other members of its rooms.
+    /// A complete message from `conn`: echoed to it if configured, and relayed to the other
+    /// members of its rooms.
     pub(crate) fn on_message(&self, conn: &Connection, message: Message) {
         if self.panic_on_next_message.load(Relaxed) && self.panic_on_next_message.swap(false, Relaxed) {
             panic!("roomcast: panic injected by a test");
         }
-        if !self.config.relay {
+        let rooms: Vec<RoomName> = if self.config.relay { conn.rooms_mut().clone() } else { Vec::new() };
+        if rooms.is_empty() && !self.config.echo {
             return;
         }
-        let rooms: Vec<RoomName> = conn.rooms_mut().clone();
-        if rooms.is_empty() {
-            return;
+        let frame = message.into_frame();
+        if self.config.echo {
+            conn.deliver(&frame);
         }
-        let names: Vec<&str> = rooms.iter().map(|r| &**r).collect();
-        self.engine.broker().publish(&names, &message.into_frame(), Some(conn.id()));
+        if !rooms.is_empty() {
+            let names: Vec<&str> = rooms.iter().map(|r| &**r).collect();
+            self.engine.broker().publish(&names, &frame, Some(conn.id()));
+        }
     }
 
     /// Forgets a connection whose task ended.
