@@ -1,5 +1,23 @@
+'use strict'
+
 // roomcast: the public API. The pieces live in lib/; the native engine is loaded by native.js.
 const { attach, Engine } = require('./lib/engine.js')
-const { broadcast } = require('./lib/broadcast.js')
+const { broadcast, send, sendToUser } = require('./lib/messages.js')
+const { Connection, join, leave, disconnect, connections } = require('./lib/connections.js')
+const { rooms, roomSize, members } = require('./lib/rooms.js')
 
-module.exports = { attach, broadcast, Engine }
+module.exports = {
+  attach,
+  broadcast,
+  send,
+  sendToUser,
+  join,
+  leave,
+  disconnect,
+  rooms,
+  roomSize,
+  members,
+  connections,
+  Engine,
+  Connection,
+}

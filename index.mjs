@@ -3,5 +3,19 @@ import { createRequire } from 'node:module'
 
 const roomcast = createRequire(import.meta.url)('./index.js')
 
-export const { attach, broadcast, Engine } = roomcast
+export const {
+  attach,
+  broadcast,
+  send,
+  sendToUser,
+  join,
+  leave,
+  disconnect,
+  rooms,
+  roomSize,
+  members,
+  connections,
+  Engine,
+  Connection,
+} = roomcast
 export default roomcast

@@ -11,12 +11,26 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** One `attach()`, as seen from JavaScript. */
 export declare class NativeEndpoint {
-  constructor(options: EndpointOptions)
+  /**
+   * `on_events` is called (without arguments, on the JavaScript thread) when events are
+   * waiting; it takes them with `takeEvents()`. It does not keep the event loop alive.
+   */
+  constructor(options: EndpointOptions, onEvents: () => void)
   /**
    * Takes over the socket behind `fd` (duplicated here; the caller destroys its own handle
-   * afterwards). Returns 101, or the HTTP status the upgrade was refused with.
+   * afterwards).
    */
-  adopt(fd: number, head: Uint8Array, request: UpgradeHeaders): number
+  adopt(fd: number, head: Uint8Array, request: UpgradeHeaders, remoteAddress: string | undefined | null, authorize: boolean): AdoptResult
+  /** The application's decision on a pending upgrade; false if it is no longer pending. */
+  decide(pendingId: number, accept: boolean, user: string | undefined | null, data: string | undefined | null, rooms: Array<string> | undefined | null, status: number, message: string): boolean
+  /** Which events the application listens to. */
+  setInterest(lifecycle: boolean, messages: boolean): void
+  /**
+   * Every waiting event, flattened in records of four:
+   * `[0, id, info, undefined]` open, `[1, id, payload, isBinary]` message,
+   * `[2, id, code, reason]` close.
+   */
+  takeEvents(): unknown[]
   stats(): EngineStats
   /** Resolves once every connection is released (see `Endpoint::close`). */
   close(code: number, timeoutMs: number): Promise<void>
@@ -24,25 +38,62 @@ export declare class NativeEndpoint {
   injectPanicOnNextMessage(): void
 }
 
-/** Publishes a binary message: the bytes are copied once, into the frame. */
-export declare function broadcastBinary(room: string, data: Uint8Array): number
+/**
+ * What `adopt` did: `status` 101 (accepted), an HTTP error status (refused), or 0 with
+ * `pendingId` (waiting for `decide`).
+ */
+export interface AdoptResult {
+  status: number
+  pendingId?: number
+}
 
-/** Publishes a text message: the string is copied once, from V8 straight into the frame. */
-export declare function broadcastText(room: string, text: string): number
+/** Publishes a binary message to `room`, not to the connections in `except`. */
+export declare function broadcastBinary(room: string, data: Uint8Array, except?: Array<number> | undefined | null): number
 
-/** Options of `attach()`, already validated by `index.js`; absent means the default. */
+/** Publishes a text message to `room`, not to the connections in `except`. */
+export declare function broadcastText(room: string, text: string, except?: Array<number> | undefined | null): number
+
+/** Open connections in the process. */
+export declare function connectionCount(): number
+
+/** What connection `id` is, or null if it does not exist. */
+export declare function connectionInfo(id: number): ConnectionInfo | null
+
+/** What a connection is, for the JavaScript `Connection` object. */
+export interface ConnectionInfo {
+  id: number
+  user?: string
+  /** JSON text. */
+  data?: string
+  remoteAddress?: string
+}
+
+/** The rooms of connection `id`, or null if it does not exist. */
+export declare function connectionRooms(id: number): Array<string> | null
+
+/** Closes connection `id` with `code` and `reason`; false if it does not exist. */
+export declare function disconnect(id: number, code: number, reason: string): boolean
+
+/** Options of `attach()`, already validated by `lib/options.js`; absent means the default. */
 export interface EndpointOptions {
   maxPayload?: number
   pingIntervalMs?: number
   maxBufferedBytes?: number
   slowConsumer?: string
   maxConnections?: number
+  maxConnectionsPerIp?: number
+  /** `true`/`false`, or absent when `relay_prefixes` is given. */
   relay?: boolean
+  relayPrefixes?: Array<string>
   echo?: boolean
   protocols?: Array<string>
   allowedOrigins?: Array<string>
   maxRoomsPerConnection?: number
   runtimeThreads?: number
+  authorizeTimeoutMs?: number
+  maxMessagesPerSecond?: number
+  maxBurst?: number
+  rateLimit?: string
 }
 
 /** `engine.stats()`. */
@@ -61,10 +112,43 @@ export interface EngineStats {
   connectionsOpened: number
   connectionsClosed: number
   rejectedUpgrades: number
+  rateLimitCloses: number
+  rateLimitDrops: number
+  abandonedUpgrades: number
 }
 
-/** Members of `room` across the process (for tests and introspection). */
+/** Adds connection `id` to `room`; false if the connection does not exist. */
+export declare function joinRoom(id: number, room: string): boolean
+
+/** Removes connection `id` from `room`; false if the connection does not exist. */
+export declare function leaveRoom(id: number, room: string): boolean
+
+/** Every room with its size. */
+export declare function listRooms(): Array<RoomInfo>
+
+/** A room and its number of members. */
+export interface RoomInfo {
+  name: string
+  size: number
+}
+
+/** The members of `room`. */
+export declare function roomMembers(room: string): Array<ConnectionInfo>
+
+/** Members of `room` across the process. */
 export declare function roomSize(room: string): number
+
+/** Sends a binary message to connection `id`; false if it does not exist. */
+export declare function sendBinary(id: number, data: Uint8Array): boolean
+
+/** Sends a text message to connection `id`; false if it does not exist. */
+export declare function sendText(id: number, text: string): boolean
+
+/** Sends a binary message to every connection of `user`; returns how many took it. */
+export declare function sendToUserBinary(user: string, data: Uint8Array): number
+
+/** Sends a text message to every connection of `user`; returns how many took it. */
+export declare function sendToUserText(user: string, text: string): number
 
 /** The parts of a Node.js `IncomingMessage` the handshake needs. */
 export interface UpgradeHeaders {

@@ -1,13 +1,28 @@
-// attach(): the upgrade pipeline. Node parses the HTTP request; for the configured path the
-// socket is handed to the Rust engine synchronously, inside the 'upgrade' listener, so no other
-// listener (Next.js adds its own) can touch it first.
+'use strict'
 
+// attach(): the upgrade pipeline and the application's side of an engine. Node parses the HTTP
+// request; for the configured path the socket is handed to the Rust engine synchronously, inside
+// the 'upgrade' listener, so no other listener (Next.js adds its own) can touch it first. When
+// the application authorizes upgrades, the engine holds the socket, unread, until it decides.
+
+const { EventEmitter } = require('node:events')
 const tls = require('node:tls')
 const native = require('../native.js')
-const { normalizeOptions, describe } = require('./options.js')
+const { Connection } = require('./connections.js')
+const { normalizeOptions } = require('./options.js')
+const { checkCloseCode, checkRoom, describe, exceedsBytes } = require('./validate.js')
 
-const GOING_AWAY = 1001
 const DEFAULT_CLOSE_TIMEOUT_MS = 5000
+/** Largest `data` an authorize result may attach to a connection, serialized as JSON. */
+const MAX_DATA_BYTES = 4096
+/** Largest user id, in bytes of UTF-8. */
+const MAX_USER_BYTES = 256
+/** Largest body of a refusal chosen by authorize. */
+const MAX_REFUSAL_BYTES = 1024
+
+// Event kinds in the records takeEvents() returns (see src/lib.rs).
+const OPEN = 0
+const MESSAGE = 1
 
 // Servers with an engine attached: attaching twice would hand one socket to two engines.
 const attached = new WeakSet()
@@ -29,34 +44,46 @@ function header(value) {
   return Array.isArray(value) ? value.join(', ') : value
 }
 
-function validCloseCode(code) {
-  return Number.isInteger(code) && (code === 1000 || code === 1001 || (code >= 3000 && code <= 4999))
+/** The client's address: the first X-Forwarded-For entry behind a trusted proxy, else the socket's. */
+function clientAddress(req, socket, trustProxy) {
+  if (trustProxy) {
+    const forwarded = header(req.headers['x-forwarded-for'])
+    const first = forwarded?.split(',')[0].trim()
+    if (first) return first
+  }
+  return socket.remoteAddress
 }
 
 /** What attach() returns: one WebSocket endpoint on one path of one server. */
-class Engine {
+class Engine extends EventEmitter {
   #native
   #server
-  #path
+  #options
   #closing = null
+  #connections = new Map()
   #handoffErrors = 0
-  #warned = false
+  #authorizeErrors = 0
+  #logged = false
 
-  constructor(server, path, nativeEndpoint) {
+  constructor(server, options) {
+    super()
     this.#server = server
-    this.#path = path
-    this.#native = nativeEndpoint
+    this.#options = options
+    this.#native = new native.NativeEndpoint(options.native, () => this.#onEvents())
     this.onUpgrade = this.onUpgrade.bind(this)
+    // The engine queues events only for what is listened to.
+    this.on('newListener', (name) => this.#updateInterest(name, 1))
+    this.on('removeListener', (name) => this.#updateInterest(name, 0))
   }
 
   /** The pathname this engine takes upgrades for. */
   get path() {
-    return this.#path
+    return this.#options.path
   }
 
   /** The server's 'upgrade' listener (public so that tests and custom servers can call it). */
   onUpgrade(req, socket, head) {
-    if (pathnameOf(req.url ?? '') !== this.#path) return // Another listener's (e.g. Next.js HMR).
+    if (pathnameOf(req.url ?? '') !== this.#options.path) return // Another listener's (e.g. Next.js HMR).
     const fd = socket._handle?.fd
     if (typeof fd !== 'number' || fd < 0) {
       // No file descriptor to take over (an already closed socket, or a TLS or wrapped stream).
@@ -64,23 +91,30 @@ class Engine {
       return
     }
     const h = req.headers
+    const authorize = this.#options.authorize
+    let result
     try {
-      this.#native.adopt(fd, head ?? Buffer.alloc(0), {
-        method: req.method,
-        url: req.url,
-        upgrade: header(h.upgrade),
-        connection: header(h.connection),
-        key: header(h['sec-websocket-key']),
-        version: header(h['sec-websocket-version']),
-        protocol: header(h['sec-websocket-protocol']),
-        origin: header(h.origin),
-      })
+      result = this.#native.adopt(
+        fd,
+        head ?? Buffer.alloc(0),
+        {
+          method: req.method,
+          url: req.url,
+          upgrade: header(h.upgrade),
+          connection: header(h.connection),
+          key: header(h['sec-websocket-key']),
+          version: header(h['sec-websocket-version']),
+          protocol: header(h['sec-websocket-protocol']),
+          origin: header(h.origin),
+        },
+        clientAddress(req, socket, this.#options.trustProxy),
+        authorize !== undefined,
+      )
     } catch (error) {
       // Out of file descriptors, most likely. Never throw from an 'upgrade' listener: that would
       // take the host process down. Count it and warn once.
       this.#handoffErrors += 1
-      if (!this.#warned) {
-        this.#warned = true
+      if (this.#handoffErrors === 1) {
         process.emitWarning(`roomcast: an upgrade could not be handed over: ${error.message}`, 'RoomcastWarning')
       }
     } finally {
@@ -88,11 +122,158 @@ class Engine {
       // end() would shut the shared socket down for the engine too.
       socket.destroy()
     }
+    if (result?.status === 0) this.#authorize(result.pendingId, req)
+  }
+
+  /** Runs the application's authorize() for a held upgrade; never lets it throw or reject unhandled. */
+  #authorize(pendingId, req) {
+    let outcome
+    try {
+      outcome = this.#options.authorize(req)
+    } catch (error) {
+      this.#authorizeFailed(pendingId, error)
+      return
+    }
+    if (typeof outcome?.then === 'function') {
+      Promise.resolve(outcome).then(
+        (value) => this.#decide(pendingId, value),
+        (error) => this.#authorizeFailed(pendingId, error),
+      )
+    } else {
+      this.#decide(pendingId, outcome)
+    }
+  }
+
+  #decide(pendingId, value) {
+    let decision
+    try {
+      decision = this.#decision(value)
+    } catch (error) {
+      this.#authorizeFailed(pendingId, error)
+      return
+    }
+    const { accept, user, data, rooms, status = 0, message = '' } = decision
+    this.#native.decide(pendingId, accept, user, data, rooms, status, message)
+  }
+
+  /** Turns what authorize returned into a decision, or throws a TypeError/RangeError saying why not. */
+  #decision(value) {
+    const where = 'authorize(req) result'
+    if (value === true) return { accept: true }
+    if (value === false || value === null || value === undefined) {
+      return { accept: false, status: 401, message: 'Unauthorized' }
+    }
+    if (typeof value !== 'object' || Array.isArray(value)) {
+      throw new TypeError(`roomcast: ${where} must be a boolean, null or an object, got ${describe(value)}`)
+    }
+    if ('status' in value) {
+      const { status, message = '' } = value
+      if (!Number.isInteger(status) || status < 400 || status > 499) {
+        throw new RangeError(
+          `roomcast: ${where}: status must be an HTTP status from 400 to 499, got ${describe(status)}`,
+        )
+      }
+      if (typeof message !== 'string' || exceedsBytes(message, MAX_REFUSAL_BYTES)) {
+        throw new TypeError(`roomcast: ${where}: message must be a string of at most ${MAX_REFUSAL_BYTES} bytes`)
+      }
+      return { accept: false, status, message }
+    }
+    const { id, data, rooms } = value
+    if (id !== undefined && (typeof id !== 'string' || id.length === 0 || exceedsBytes(id, MAX_USER_BYTES))) {
+      throw new TypeError(
+        `roomcast: ${where}: id must be a string of 1 to ${MAX_USER_BYTES} bytes, got ${describe(id)}`,
+      )
+    }
+    let json
+    if (data !== undefined) {
+      json = JSON.stringify(data)
+      if (json === undefined)
+        throw new TypeError(`roomcast: ${where}: data must be a JSON value, got ${describe(data)}`)
+      if (Buffer.byteLength(json) > MAX_DATA_BYTES) {
+        throw new RangeError(`roomcast: ${where}: data must serialize to at most ${MAX_DATA_BYTES} bytes of JSON`)
+      }
+    }
+    if (rooms !== undefined) {
+      if (!Array.isArray(rooms))
+        throw new TypeError(`roomcast: ${where}: rooms must be an array, got ${describe(rooms)}`)
+      if (rooms.length > this.#options.maxRoomsPerConnection) {
+        throw new RangeError(`roomcast: ${where}: more than ${this.#options.maxRoomsPerConnection} rooms`)
+      }
+      rooms.forEach((room, i) => checkRoom(room, where, `rooms[${i}]`))
+    }
+    return { accept: true, user: id, data: json, rooms: rooms && [...new Set(rooms)] }
+  }
+
+  #authorizeFailed(pendingId, error) {
+    this.#authorizeErrors += 1
+    this.#native.decide(pendingId, false, undefined, undefined, undefined, 500, 'Internal Server Error')
+    this.#report(error)
+  }
+
+  /** An application error (authorize, a listener): to 'error' listeners, or logged once. */
+  #report(error) {
+    if (this.listenerCount('error') > 0) {
+      this.emit('error', error)
+    } else if (!this.#logged) {
+      this.#logged = true
+      console.error(
+        'roomcast: an application callback failed (further failures are not logged; add an "error" listener):',
+        error,
+      )
+    }
+  }
+
+  #updateInterest(name, adding) {
+    if (name !== 'connection' && name !== 'message' && name !== 'close') return
+    // 'newListener' fires before the listener is added, 'removeListener' after it is removed.
+    const count = (event) => this.listenerCount(event) + (event === name ? adding : 0)
+    this.#native.setInterest(count('connection') + count('close') > 0, count('message') > 0)
+  }
+
+  /** Takes the engine's waiting events and dispatches them, in order. */
+  #onEvents() {
+    const events = this.#native.takeEvents()
+    for (let i = 0; i < events.length; i += 4) {
+      const kind = events[i]
+      const id = events[i + 1]
+      if (kind === OPEN) {
+        const conn = new Connection(events[i + 2])
+        this.#connections.set(id, conn)
+        this.#dispatch('connection', conn)
+      } else if (kind === MESSAGE) {
+        this.#dispatch('message', this.#connection(id), events[i + 2], events[i + 3])
+      } else {
+        const conn = this.#connection(id)
+        this.#connections.delete(id)
+        this.#dispatch('close', conn, events[i + 2], events[i + 3])
+      }
+    }
+  }
+
+  /** The Connection object for `id` (created on first sight if the 'connection' event was not listened to). */
+  #connection(id) {
+    let conn = this.#connections.get(id)
+    if (conn === undefined) {
+      conn = new Connection(native.connectionInfo(id) ?? { id })
+      this.#connections.set(id, conn)
+    }
+    return conn
+  }
+
+  /** Calls each listener; one that throws does not keep the others from their event. */
+  #dispatch(name, ...args) {
+    for (const listener of this.rawListeners(name)) {
+      try {
+        listener.apply(this, args)
+      } catch (error) {
+        this.#report(error)
+      }
+    }
   }
 
   /** Counters and gauges; see index.d.ts. */
   stats() {
-    return { ...this.#native.stats(), handoffErrors: this.#handoffErrors }
+    return { ...this.#native.stats(), handoffErrors: this.#handoffErrors, authorizeErrors: this.#authorizeErrors }
   }
 
   /**
@@ -102,11 +283,8 @@ class Engine {
     if (options === null || typeof options !== 'object') {
       throw new TypeError(`roomcast: engine.close(options): options must be an object, got ${describe(options)}`)
     }
-    const { code = GOING_AWAY, timeoutMs = DEFAULT_CLOSE_TIMEOUT_MS } = options
-    if (typeof code !== 'number')
-      throw new TypeError(`roomcast: engine.close(): code must be a number, got ${describe(code)}`)
-    if (!validCloseCode(code))
-      throw new RangeError(`roomcast: engine.close(): code must be 1000, 1001 or 3000–4999, got ${code}`)
+    const { code = 1001, timeoutMs = DEFAULT_CLOSE_TIMEOUT_MS } = options
+    checkCloseCode(code, 'engine.close()')
     if (typeof timeoutMs !== 'number') {
       throw new TypeError(`roomcast: engine.close(): timeoutMs must be a number, got ${describe(timeoutMs)}`)
     }
@@ -116,6 +294,8 @@ class Engine {
     this.#closing ??= this.#native.close(code, timeoutMs).finally(() => {
       this.#server.removeListener('upgrade', this.onUpgrade)
       attached.delete(this.#server)
+      // The close events of the last connections.
+      this.#onEvents()
     })
     return this.#closing
   }
@@ -140,8 +320,7 @@ function attach(server, options) {
     )
   }
   if (attached.has(server)) throw new Error('roomcast: attach() was already called on this server')
-  const { path, native: nativeOptions } = normalizeOptions(options)
-  const engine = new Engine(server, path, new native.NativeEndpoint(nativeOptions))
+  const engine = new Engine(server, normalizeOptions(options))
   attached.add(server)
   // First in line, so that the socket is taken before any other 'upgrade' listener sees it.
   server.prependListener('upgrade', engine.onUpgrade)

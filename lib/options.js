@@ -1,18 +1,11 @@
+'use strict'
+
 // Validation of attach() options. Each option is documented, with its default, in index.d.ts;
 // the engine (Rust) applies the defaults for options left undefined.
 
+const { describe } = require('./validate.js')
+
 const MAX_U32 = 0xffffffff
-
-const SLOW_CONSUMER_POLICIES = ['close', 'drop']
-
-function describe(value) {
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'an array'
-  if (typeof value === 'object') return `an instance of ${value.constructor?.name ?? 'Object'}`
-  if (typeof value === 'string')
-    return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`
-  return `${typeof value} ${String(value)}`
-}
 
 function integer(options, name, { min, max = MAX_U32 }) {
   const value = options[name]
@@ -24,6 +17,33 @@ function integer(options, name, { min, max = MAX_U32 }) {
     throw new RangeError(`roomcast: options.${name} must be an integer from ${min} to ${max}, got ${value}`)
   }
   return value
+}
+
+function positive(options, name, min) {
+  const value = options[name]
+  if (value === undefined) return undefined
+  if (typeof value !== 'number' || Number.isNaN(value)) {
+    throw new TypeError(`roomcast: options.${name} must be a number, got ${describe(value)}`)
+  }
+  if (!Number.isFinite(value) || value < min) {
+    throw new RangeError(`roomcast: options.${name} must be a finite number ≥ ${min}, got ${value}`)
+  }
+  return value
+}
+
+function boolean(options, name) {
+  const value = options[name]
+  if (value !== undefined && typeof value !== 'boolean') {
+    throw new TypeError(`roomcast: options.${name} must be a boolean, got ${describe(value)}`)
+  }
+  return value
+}
+
+function oneOf(options, name, allowed) {
+  const value = options[name]
+  if (value === undefined || allowed.includes(value)) return value
+  const message = `roomcast: options.${name} must be ${allowed.map((a) => `'${a}'`).join(' or ')}, got ${describe(value)}`
+  throw typeof value === 'string' ? new RangeError(message) : new TypeError(message)
 }
 
 function stringList(options, name, check) {
@@ -46,17 +66,24 @@ const KNOWN = new Set([
   'maxBufferedBytes',
   'slowConsumer',
   'maxConnections',
+  'maxConnectionsPerIp',
+  'trustProxy',
   'allowedOrigins',
   'runtimeThreads',
   'protocols',
   'relay',
   'echo',
   'maxRoomsPerConnection',
+  'authorize',
+  'authorizeTimeoutMs',
+  'maxMessagesPerSecond',
+  'maxBurst',
+  'rateLimit',
 ])
 
 /**
- * Checks the options of attach() and returns `{ path, native }`, where `native` holds the values
- * the engine needs (undefined = engine default).
+ * Checks the options of attach() and returns `{ path, authorize, trustProxy, maxRoomsPerConnection,
+ * native }`, where `native` holds the values the engine needs (undefined = engine default).
  */
 function normalizeOptions(options) {
   if (options === undefined) options = {}
@@ -73,37 +100,61 @@ function normalizeOptions(options) {
       `roomcast: options.path must be a pathname starting with "/" (no query, no spaces), got ${JSON.stringify(path)}`,
     )
   }
-  const slowConsumer = options.slowConsumer
-  if (slowConsumer !== undefined && !SLOW_CONSUMER_POLICIES.includes(slowConsumer)) {
-    const message = `roomcast: options.slowConsumer must be 'close' or 'drop', got ${describe(slowConsumer)}`
-    throw typeof slowConsumer === 'string' ? new RangeError(message) : new TypeError(message)
+  if (options.authorize !== undefined && typeof options.authorize !== 'function') {
+    throw new TypeError(`roomcast: options.authorize must be a function, got ${describe(options.authorize)}`)
   }
-  for (const name of ['relay', 'echo']) {
-    if (options[name] !== undefined && typeof options[name] !== 'boolean') {
-      throw new TypeError(`roomcast: options.${name} must be a boolean, got ${describe(options[name])}`)
-    }
+  let relay = options.relay
+  let relayPrefixes
+  if (Array.isArray(relay)) {
+    relayPrefixes = stringList(options, 'relay', (prefix) => {
+      if (prefix.length === 0) throw new RangeError('roomcast: options.relay: a room-name prefix must not be empty')
+    })
+    relay = undefined
+  } else if (relay !== undefined && typeof relay !== 'boolean') {
+    throw new TypeError(
+      `roomcast: options.relay must be a boolean or an array of room-name prefixes, got ${describe(relay)}`,
+    )
   }
   let maxConnections = options.maxConnections
   if (maxConnections === Infinity) maxConnections = undefined
+  let maxConnectionsPerIp = options.maxConnectionsPerIp
+  if (maxConnectionsPerIp === Infinity) maxConnectionsPerIp = undefined
+  const maxMessagesPerSecond = positive(options, 'maxMessagesPerSecond', Number.MIN_VALUE)
+  const maxBurst = positive(options, 'maxBurst', 1)
+  const rateLimit = oneOf(options, 'rateLimit', ['close', 'drop'])
+  if (maxMessagesPerSecond === undefined && (maxBurst !== undefined || rateLimit !== undefined)) {
+    throw new TypeError('roomcast: options.maxBurst and options.rateLimit need options.maxMessagesPerSecond')
+  }
+  const maxRoomsPerConnection = integer(options, 'maxRoomsPerConnection', { min: 1, max: 65536 })
   return {
     path,
+    authorize: options.authorize,
+    trustProxy: boolean(options, 'trustProxy') ?? false,
+    maxRoomsPerConnection: maxRoomsPerConnection ?? 64,
     native: {
       maxPayload: integer(options, 'maxPayload', { min: 1, max: 0x7fffffff }),
       pingIntervalMs: integer(options, 'pingInterval', { min: 0 }),
       maxBufferedBytes: integer(options, 'maxBufferedBytes', { min: 1 }),
-      slowConsumer,
+      slowConsumer: oneOf(options, 'slowConsumer', ['close', 'drop']),
       maxConnections: integer({ maxConnections }, 'maxConnections', { min: 0 }),
-      relay: options.relay,
-      echo: options.echo,
+      maxConnectionsPerIp: integer({ maxConnectionsPerIp }, 'maxConnectionsPerIp', { min: 1 }),
+      relay,
+      relayPrefixes,
+      echo: boolean(options, 'echo'),
       protocols: stringList(options, 'protocols', (p) => {
-        if (!TOKEN.test(p))
+        if (!TOKEN.test(p)) {
           throw new RangeError(`roomcast: options.protocols: ${JSON.stringify(p)} is not a valid subprotocol name`)
+        }
       }),
       allowedOrigins: stringList(options, 'allowedOrigins'),
-      maxRoomsPerConnection: integer(options, 'maxRoomsPerConnection', { min: 1, max: 65536 }),
+      maxRoomsPerConnection,
       runtimeThreads: integer(options, 'runtimeThreads', { min: 1, max: 256 }),
+      authorizeTimeoutMs: integer(options, 'authorizeTimeoutMs', { min: 1, max: 0x7fffffff }),
+      maxMessagesPerSecond,
+      maxBurst,
+      rateLimit,
     },
   }
 }
 
-module.exports = { normalizeOptions, describe }
+module.exports = { normalizeOptions }

@@ -1,5 +1,5 @@
 //! The napi binding of the roomcast engine: converts JavaScript arguments and calls into
-//! `roomcast-engine`. Arguments arrive already validated by `index.js`; this layer only checks
+//! `roomcast-engine`. Arguments arrive already validated by `lib/*.js`; this layer only checks
 //! what it must to stay memory-safe. Every function catches panics so none reaches Node.js.
 #![deny(clippy::all)]
 
@@ -8,15 +8,22 @@ use std::ptr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use napi::bindgen_prelude::*;
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi::{sys, JsString, JsValue};
 use napi_derive::napi;
+use roomcast_engine::connection::{ConnId, Connection};
+use roomcast_engine::endpoint::{Adopted, Client, Decision};
+use roomcast_engine::events::AppEvent;
 use roomcast_engine::frame::{self, OpCode};
 use roomcast_engine::handshake::HandshakePolicy;
-use roomcast_engine::{handoff, Endpoint, EndpointConfig, Engine, SlowConsumerPolicy, UpgradeRequest};
+use roomcast_engine::{
+    handoff, Endpoint, EndpointConfig, Engine, RateLimit, RateLimitPolicy, Rejection, RelayPolicy, SlowConsumerPolicy,
+    UpgradeRequest,
+};
 
-/// Options of `attach()`, already validated by `index.js`; absent means the default.
+/// Options of `attach()`, already validated by `lib/options.js`; absent means the default.
 #[napi(object)]
 pub struct EndpointOptions {
     pub max_payload: Option<u32>,
@@ -24,12 +31,19 @@ pub struct EndpointOptions {
     pub max_buffered_bytes: Option<u32>,
     pub slow_consumer: Option<String>,
     pub max_connections: Option<u32>,
+    pub max_connections_per_ip: Option<u32>,
+    /// `true`/`false`, or absent when `relay_prefixes` is given.
     pub relay: Option<bool>,
+    pub relay_prefixes: Option<Vec<String>>,
     pub echo: Option<bool>,
     pub protocols: Option<Vec<String>>,
     pub allowed_origins: Option<Vec<String>>,
     pub max_rooms_per_connection: Option<u32>,
     pub runtime_threads: Option<u32>,
+    pub authorize_timeout_ms: Option<u32>,
+    pub max_messages_per_second: Option<f64>,
+    pub max_burst: Option<f64>,
+    pub rate_limit: Option<String>,
 }
 
 /// The parts of a Node.js `IncomingMessage` the handshake needs.
@@ -43,6 +57,14 @@ pub struct UpgradeHeaders {
     pub version: Option<String>,
     pub protocol: Option<String>,
     pub origin: Option<String>,
+}
+
+/// What `adopt` did: `status` 101 (accepted), an HTTP error status (refused), or 0 with
+/// `pendingId` (waiting for `decide`).
+#[napi(object)]
+pub struct AdoptResult {
+    pub status: u32,
+    pub pending_id: Option<f64>,
 }
 
 /// `engine.stats()`.
@@ -62,6 +84,26 @@ pub struct EngineStats {
     pub connections_opened: f64,
     pub connections_closed: f64,
     pub rejected_upgrades: f64,
+    pub rate_limit_closes: f64,
+    pub rate_limit_drops: f64,
+    pub abandoned_upgrades: f64,
+}
+
+/// What a connection is, for the JavaScript `Connection` object.
+#[napi(object)]
+pub struct ConnectionInfo {
+    pub id: f64,
+    pub user: Option<String>,
+    /// JSON text.
+    pub data: Option<String>,
+    pub remote_address: Option<String>,
+}
+
+/// A room and its number of members.
+#[napi(object)]
+pub struct RoomInfo {
+    pub name: String,
+    pub size: u32,
 }
 
 fn guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -71,6 +113,14 @@ fn guard<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
 
 fn config_from(options: EndpointOptions) -> EndpointConfig {
     let defaults = EndpointConfig::default();
+    let rate_limit = options.max_messages_per_second.map(|per_second| RateLimit {
+        per_second,
+        burst: options.max_burst.unwrap_or(per_second).max(1.0),
+        policy: match options.rate_limit.as_deref() {
+            Some("drop") => RateLimitPolicy::Drop,
+            _ => RateLimitPolicy::Close,
+        },
+    });
     EndpointConfig {
         max_payload: options.max_payload.map_or(defaults.max_payload, |v| v as usize),
         ping_interval: match options.ping_interval_ms {
@@ -84,9 +134,18 @@ fn config_from(options: EndpointOptions) -> EndpointConfig {
             _ => SlowConsumerPolicy::Close,
         },
         max_connections: options.max_connections.map(|v| v as usize),
-        relay: options.relay.unwrap_or(defaults.relay),
+        max_connections_per_ip: options.max_connections_per_ip.map(|v| v as usize),
+        relay: match (options.relay_prefixes, options.relay) {
+            (Some(prefixes), _) => RelayPolicy::Prefixes(prefixes),
+            (None, Some(false)) => RelayPolicy::None,
+            (None, _) => RelayPolicy::All,
+        },
         echo: options.echo.unwrap_or(defaults.echo),
         close_timeout: defaults.close_timeout,
+        authorize_timeout: options
+            .authorize_timeout_ms
+            .map_or(defaults.authorize_timeout, |ms| Duration::from_millis(ms.into())),
+        rate_limit,
         handshake: HandshakePolicy {
             protocols: options.protocols.unwrap_or_default(),
             allowed_origins: options.allowed_origins,
@@ -94,6 +153,19 @@ fn config_from(options: EndpointOptions) -> EndpointConfig {
                 .max_rooms_per_connection
                 .map_or(defaults.handshake.max_rooms_per_connection, |v| v as usize),
         },
+    }
+}
+
+fn conn_id(id: f64) -> Option<ConnId> {
+    (id.fract() == 0.0 && (1.0..=9_007_199_254_740_991.0).contains(&id)).then_some(id as ConnId)
+}
+
+fn info(conn: &Connection) -> ConnectionInfo {
+    ConnectionInfo {
+        id: conn.id() as f64,
+        user: conn.user().map(|u| u.to_string()),
+        data: conn.data().map(|d| d.to_string()),
+        remote_address: conn.remote_address().map(|a| a.to_string()),
     }
 }
 
@@ -105,17 +177,33 @@ pub struct NativeEndpoint {
 
 #[napi]
 impl NativeEndpoint {
+    /// `on_events` is called (without arguments, on the JavaScript thread) when events are
+    /// waiting; it takes them with `takeEvents()`. It does not keep the event loop alive.
     #[napi(constructor, catch_unwind)]
-    pub fn new(options: EndpointOptions) -> Result<Self> {
+    pub fn new(options: EndpointOptions, on_events: Function<(), ()>) -> Result<Self> {
         let threads = options.runtime_threads.map_or_else(default_threads, |t| t as usize);
         let config = config_from(options);
-        guard("attach", || Ok(NativeEndpoint { inner: Arc::new(Endpoint::new(Engine::global(), config, threads)) }))
+        let wake = on_events.build_threadsafe_function::<()>().weak::<true>().callee_handled::<false>().build()?;
+        guard("attach", || {
+            let endpoint = Endpoint::new(Engine::global(), config, threads);
+            endpoint
+                .events()
+                .set_wake(Box::new(move || wake.call((), ThreadsafeFunctionCallMode::NonBlocking) == Status::Ok));
+            Ok(NativeEndpoint { inner: Arc::new(endpoint) })
+        })
     }
 
     /// Takes over the socket behind `fd` (duplicated here; the caller destroys its own handle
-    /// afterwards). Returns 101, or the HTTP status the upgrade was refused with.
+    /// afterwards).
     #[napi(catch_unwind)]
-    pub fn adopt(&self, fd: i32, head: &[u8], request: UpgradeHeaders) -> Result<u32> {
+    pub fn adopt(
+        &self,
+        fd: i32,
+        head: &[u8],
+        request: UpgradeHeaders,
+        remote_address: Option<String>,
+        authorize: bool,
+    ) -> Result<AdoptResult> {
         guard("adopt", || {
             let socket = handoff::duplicate(fd).map_err(|e| {
                 Error::new(Status::GenericFailure, format!("roomcast: cannot take over the socket: {e}"))
@@ -130,11 +218,78 @@ impl NativeEndpoint {
                 protocol: request.protocol,
                 origin: request.origin,
             };
-            Ok(match self.inner.adopt(socket, head, &request) {
-                Ok(_) => 101,
-                Err(rejection) => rejection.status.into(),
+            Ok(match self.inner.adopt(socket, head, &request, Client { remote_address, authorize }) {
+                Ok(Adopted::Open(_)) => AdoptResult { status: 101, pending_id: None },
+                Ok(Adopted::Pending(id)) => AdoptResult { status: 0, pending_id: Some(id as f64) },
+                Err(rejection) => AdoptResult { status: rejection.status.into(), pending_id: None },
             })
         })
+    }
+
+    /// The application's decision on a pending upgrade; false if it is no longer pending.
+    #[napi(catch_unwind)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide(
+        &self,
+        pending_id: f64,
+        accept: bool,
+        user: Option<String>,
+        data: Option<String>,
+        rooms: Option<Vec<String>>,
+        status: u32,
+        message: String,
+    ) -> Result<bool> {
+        guard("decide", || {
+            let decision = if accept {
+                Decision::Accept { user, data, rooms }
+            } else {
+                Decision::Reject(Rejection::new(status.clamp(100, 599) as u16, message))
+            };
+            Ok(self.inner.decide(pending_id as u64, decision))
+        })
+    }
+
+    /// Which events the application listens to.
+    #[napi(catch_unwind)]
+    pub fn set_interest(&self, lifecycle: bool, messages: bool) {
+        self.inner.events().set_interest(lifecycle, messages);
+    }
+
+    /// Every waiting event, flattened in records of four:
+    /// `[0, id, info, undefined]` open, `[1, id, payload, isBinary]` message,
+    /// `[2, id, code, reason]` close.
+    #[napi(catch_unwind, ts_return_type = "unknown[]")]
+    pub fn take_events<'env>(&self, env: &'env Env) -> Result<Array<'env>> {
+        let events = self.inner.events().take();
+        let mut out = env.create_array((events.len() * 4) as u32)?;
+        for (i, event) in events.into_iter().enumerate() {
+            let at = (i * 4) as u32;
+            match event {
+                AppEvent::Open(conn) => {
+                    out.set(at, 0)?;
+                    out.set(at + 1, conn.id() as f64)?;
+                    out.set(at + 2, info(&conn))?;
+                }
+                AppEvent::Message { conn, text, payload } => {
+                    out.set(at, 1)?;
+                    out.set(at + 1, conn as f64)?;
+                    if text {
+                        // The engine validated the UTF-8.
+                        out.set(at + 2, std::str::from_utf8(&payload).unwrap_or_default())?;
+                    } else {
+                        out.set(at + 2, BufferSlice::copy_from(env, &payload)?)?;
+                    }
+                    out.set(at + 3, !text)?;
+                }
+                AppEvent::Close { conn, code, reason } => {
+                    out.set(at, 2)?;
+                    out.set(at + 1, conn as f64)?;
+                    out.set(at + 2, code)?;
+                    out.set(at + 3, reason)?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     #[napi(catch_unwind)]
@@ -155,6 +310,9 @@ impl NativeEndpoint {
             connections_opened: s.connections_opened as f64,
             connections_closed: s.connections_closed as f64,
             rejected_upgrades: s.rejected_upgrades as f64,
+            rate_limit_closes: s.rate_limit_closes as f64,
+            rate_limit_drops: s.rate_limit_drops as f64,
+            abandoned_upgrades: s.abandoned_upgrades as f64,
         }
     }
 
@@ -202,48 +360,137 @@ fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
 }
 
-/// Publishes a text message: the string is copied once, from V8 straight into the frame.
+/// A text frame holding `text`, copied once, from V8 straight into the frame.
+fn text_frame(env: &Env, text: &JsString) -> Result<Bytes> {
+    let (raw_env, raw_text) = (env.raw(), text.raw());
+    let mut len = 0usize;
+    // SAFETY: valid env and string handles from this call; a null buffer asks for the length.
+    check_status!(unsafe { sys::napi_get_value_string_utf8(raw_env, raw_text, ptr::null_mut(), 0, &mut len) })?;
+    let mut header = [0u8; frame::HEADROOM];
+    let header_len = frame::write_header(&mut header, OpCode::Text, len);
+    // One spare byte: napi always writes a terminating NUL.
+    let mut buf = BytesMut::with_capacity(header_len + len + 1);
+    buf.extend_from_slice(&header[frame::HEADROOM - header_len..]);
+    let mut written = 0usize;
+    // SAFETY: the spare capacity holds len + 1 bytes; napi writes at most that and reports how
+    // many bytes (without the NUL) it initialised.
+    check_status!(unsafe {
+        sys::napi_get_value_string_utf8(
+            raw_env,
+            raw_text,
+            buf.spare_capacity_mut().as_mut_ptr().cast(),
+            len + 1,
+            &mut written,
+        )
+    })?;
+    if written != len {
+        return Err(Error::new(Status::GenericFailure, "roomcast: string changed length while copied"));
+    }
+    // SAFETY: napi initialised `written` bytes after the header.
+    unsafe { buf.set_len(header_len + written) };
+    Ok(buf.freeze())
+}
+
+/// A binary frame holding `data`, copied once.
+fn binary_frame(data: &[u8]) -> Bytes {
+    frame::encode(OpCode::Binary, data)
+}
+
+fn except_ids(except: Option<Vec<f64>>) -> Vec<ConnId> {
+    except.unwrap_or_default().into_iter().filter_map(conn_id).collect()
+}
+
+/// Publishes a text message to `room`, not to the connections in `except`.
 #[napi(catch_unwind)]
-pub fn broadcast_text(env: Env, room: String, text: JsString) -> Result<u32> {
-    guard("broadcast", || {
-        let (raw_env, raw_text) = (env.raw(), text.raw());
-        let mut len = 0usize;
-        // SAFETY: valid env and string handles from this call; a null buffer asks for the length.
-        check_status!(unsafe { sys::napi_get_value_string_utf8(raw_env, raw_text, ptr::null_mut(), 0, &mut len) })?;
-        let mut header = [0u8; frame::HEADROOM];
-        let header_len = frame::write_header(&mut header, OpCode::Text, len);
-        // One spare byte: napi always writes a terminating NUL.
-        let mut buf = BytesMut::with_capacity(header_len + len + 1);
-        buf.extend_from_slice(&header[frame::HEADROOM - header_len..]);
-        let mut written = 0usize;
-        // SAFETY: the spare capacity holds len + 1 bytes; napi writes at most that and reports how
-        // many bytes (without the NUL) it initialised.
-        check_status!(unsafe {
-            sys::napi_get_value_string_utf8(
-                raw_env,
-                raw_text,
-                buf.spare_capacity_mut().as_mut_ptr().cast(),
-                len + 1,
-                &mut written,
-            )
-        })?;
-        if written != len {
-            return Err(Error::new(Status::GenericFailure, "roomcast: string changed length while copied"));
-        }
-        // SAFETY: napi initialised `written` bytes after the header.
-        unsafe { buf.set_len(header_len + written) };
-        Ok(Engine::global().broadcast(&room, &buf.freeze(), None) as u32)
+pub fn broadcast_text(env: Env, room: String, text: JsString, except: Option<Vec<f64>>) -> Result<u32> {
+    guard("broadcast", || Ok(Engine::global().broadcast(&room, &text_frame(&env, &text)?, &except_ids(except)) as u32))
+}
+
+/// Publishes a binary message to `room`, not to the connections in `except`.
+#[napi(catch_unwind)]
+pub fn broadcast_binary(room: String, data: &[u8], except: Option<Vec<f64>>) -> Result<u32> {
+    guard("broadcast", || Ok(Engine::global().broadcast(&room, &binary_frame(data), &except_ids(except)) as u32))
+}
+
+/// Sends a text message to connection `id`; false if it does not exist.
+#[napi(catch_unwind)]
+pub fn send_text(env: Env, id: f64, text: JsString) -> Result<bool> {
+    guard("send", || {
+        Ok(match conn_id(id) {
+            Some(id) => Engine::global().send(id, &text_frame(&env, &text)?),
+            None => false,
+        })
     })
 }
 
-/// Publishes a binary message: the bytes are copied once, into the frame.
+/// Sends a binary message to connection `id`; false if it does not exist.
 #[napi(catch_unwind)]
-pub fn broadcast_binary(room: String, data: &[u8]) -> Result<u32> {
-    guard("broadcast", || Ok(Engine::global().broadcast(&room, &frame::encode(OpCode::Binary, data), None) as u32))
+pub fn send_binary(id: f64, data: &[u8]) -> Result<bool> {
+    guard("send", || Ok(conn_id(id).is_some_and(|id| Engine::global().send(id, &binary_frame(data)))))
 }
 
-/// Members of `room` across the process (for tests and introspection).
+/// Sends a text message to every connection of `user`; returns how many took it.
+#[napi(catch_unwind)]
+pub fn send_to_user_text(env: Env, user: String, text: JsString) -> Result<u32> {
+    guard("sendToUser", || Ok(Engine::global().send_to_user(&user, &text_frame(&env, &text)?) as u32))
+}
+
+/// Sends a binary message to every connection of `user`; returns how many took it.
+#[napi(catch_unwind)]
+pub fn send_to_user_binary(user: String, data: &[u8]) -> Result<u32> {
+    guard("sendToUser", || Ok(Engine::global().send_to_user(&user, &binary_frame(data)) as u32))
+}
+
+/// Adds connection `id` to `room`; false if the connection does not exist.
+#[napi(catch_unwind)]
+pub fn join_room(id: f64, room: String) -> bool {
+    conn_id(id).is_some_and(|id| Engine::global().join(id, &room))
+}
+
+/// Removes connection `id` from `room`; false if the connection does not exist.
+#[napi(catch_unwind)]
+pub fn leave_room(id: f64, room: String) -> bool {
+    conn_id(id).is_some_and(|id| Engine::global().leave(id, &room))
+}
+
+/// Closes connection `id` with `code` and `reason`; false if it does not exist.
+#[napi(catch_unwind)]
+pub fn disconnect(id: f64, code: u32, reason: String) -> bool {
+    conn_id(id).is_some_and(|id| Engine::global().disconnect(id, code as u16, &reason))
+}
+
+/// What connection `id` is, or null if it does not exist.
+#[napi(catch_unwind)]
+pub fn connection_info(id: f64) -> Option<ConnectionInfo> {
+    conn_id(id).and_then(|id| Engine::global().connection(id)).map(|c| info(&c))
+}
+
+/// The rooms of connection `id`, or null if it does not exist.
+#[napi(catch_unwind)]
+pub fn connection_rooms(id: f64) -> Option<Vec<String>> {
+    conn_id(id).and_then(|id| Engine::global().connection(id)).map(|c| c.rooms())
+}
+
+/// Open connections in the process.
+#[napi(catch_unwind)]
+pub fn connection_count() -> u32 {
+    Engine::global().connection_count() as u32
+}
+
+/// Every room with its size.
+#[napi(catch_unwind)]
+pub fn list_rooms() -> Vec<RoomInfo> {
+    Engine::global().registry().list().into_iter().map(|(name, size)| RoomInfo { name, size: size as u32 }).collect()
+}
+
+/// Members of `room` across the process.
 #[napi(catch_unwind)]
 pub fn room_size(room: String) -> u32 {
     Engine::global().registry().room_size(&room) as u32
+}
+
+/// The members of `room`.
+#[napi(catch_unwind)]
+pub fn room_members(room: String) -> Vec<ConnectionInfo> {
+    Engine::global().registry().members(&room).iter().map(|c| info(c)).collect()
 }

@@ -14,10 +14,10 @@ use crate::registry::Registry;
 
 /// Delivers publications to the members of rooms.
 pub trait Broker: Send + Sync {
-    /// Publishes one encoded frame to `rooms`, not back to `except`. Delivery is at most once
-    /// per connection, in publication order per publishing thread. Returns the number of local
-    /// connections it was queued for.
-    fn publish(&self, rooms: &[&str], frame: &Bytes, except: Option<ConnId>) -> usize;
+    /// Publishes one encoded frame to `rooms`, not to the connections in `except`. Delivery is
+    /// at most once per connection, in publication order per publishing thread. Returns the
+    /// number of local connections it was queued for.
+    fn publish(&self, rooms: &[&str], frame: &Bytes, except: &[ConnId]) -> usize;
 }
 
 /// The single-process broker: publications go straight to the local registry.
@@ -33,7 +33,7 @@ impl MemoryBroker {
 }
 
 impl Broker for MemoryBroker {
-    fn publish(&self, rooms: &[&str], frame: &Bytes, except: Option<ConnId>) -> usize {
+    fn publish(&self, rooms: &[&str], frame: &Bytes, except: &[ConnId]) -> usize {
         self.registry.fan_out(rooms, frame, except)
     }
 }

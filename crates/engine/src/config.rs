@@ -14,6 +14,52 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_ROOMS_PER_CONNECTION: usize = 64;
 /// How long a closing handshake the server started may take before the socket is dropped.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `authorizeTimeoutMs`: 10 s.
+pub const DEFAULT_AUTHORIZE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which client messages are relayed to the other members of the sender's rooms.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RelayPolicy {
+    /// Every room (the default).
+    #[default]
+    All,
+    /// No room: messages only reach the application (and `echo`).
+    None,
+    /// Rooms whose name starts with one of these prefixes.
+    Prefixes(Vec<String>),
+}
+
+impl RelayPolicy {
+    /// Whether messages are relayed in `room`.
+    pub fn allows(&self, room: &str) -> bool {
+        match self {
+            RelayPolicy::All => true,
+            RelayPolicy::None => false,
+            RelayPolicy::Prefixes(prefixes) => prefixes.iter().any(|p| room.starts_with(p.as_str())),
+        }
+    }
+}
+
+/// What happens to a message beyond a connection's rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RateLimitPolicy {
+    /// Close the connection with 1008 (the default).
+    #[default]
+    Close,
+    /// Drop the message.
+    Drop,
+}
+
+/// Inbound rate limit of each connection: a token bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Tokens added per second (`maxMessagesPerSecond`).
+    pub per_second: f64,
+    /// Bucket size (`maxBurst`): messages that may arrive at once after a quiet period.
+    pub burst: f64,
+    /// What happens beyond the limit.
+    pub policy: RateLimitPolicy,
+}
 
 /// What happens when a message would push a connection's queue past `maxBufferedBytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,12 +84,18 @@ pub struct EndpointConfig {
     pub slow_consumer: SlowConsumerPolicy,
     /// Most open connections; beyond it upgrades get 503.
     pub max_connections: Option<usize>,
-    /// Whether a client's messages are relayed to the other members of its rooms.
-    pub relay: bool,
+    /// Which rooms a client's messages are relayed in.
+    pub relay: RelayPolicy,
     /// Whether a client's messages are sent back to it (conformance testing, echo services).
     pub echo: bool,
     /// How long a server-initiated closing handshake may take.
     pub close_timeout: Duration,
+    /// How long an upgrade may wait for the application's `authorize` decision (then 503).
+    pub authorize_timeout: Duration,
+    /// Most connections (open or awaiting authorization) from one address; beyond it → 429.
+    pub max_connections_per_ip: Option<usize>,
+    /// Inbound rate limit per connection, if any.
+    pub rate_limit: Option<RateLimit>,
     /// Handshake checks: subprotocols, origins, room limit.
     pub handshake: HandshakePolicy,
 }
@@ -56,9 +108,12 @@ impl Default for EndpointConfig {
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             slow_consumer: SlowConsumerPolicy::Close,
             max_connections: None,
-            relay: true,
+            relay: RelayPolicy::All,
             echo: false,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            authorize_timeout: DEFAULT_AUTHORIZE_TIMEOUT,
+            max_connections_per_ip: None,
+            rate_limit: None,
             handshake: HandshakePolicy {
                 protocols: Vec::new(),
                 allowed_origins: None,

@@ -20,10 +20,11 @@ use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::time::{sleep_until, Instant};
 
 use crate::close_code;
-use crate::config::SlowConsumerPolicy;
+use crate::config::{RateLimitPolicy, SlowConsumerPolicy};
 use crate::endpoint::EndpointShared;
 use crate::frame::{self, CloseFrame, Decoder, Event, OpCode};
 use crate::outbox::{Command, OutFrame, Outbox, Push};
+use crate::ratelimit::TokenBucket;
 use crate::registry::RoomName;
 use crate::stats::add;
 
@@ -42,24 +43,69 @@ const LINGER: Duration = Duration::from_secs(2);
 /// A ping with an empty payload, shared by every heartbeat.
 static PING: Bytes = Bytes::from_static(&[0x80 | OpCode::Ping as u8, 0]);
 
+/// Who a connection is, as decided when it was accepted.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    /// The user the application's `authorize` named.
+    pub user: Option<Arc<str>>,
+    /// Application data kept with the connection, as JSON text.
+    pub data: Option<Arc<str>>,
+    /// The client's address (from the socket, or `X-Forwarded-For` behind a trusted proxy).
+    pub remote_address: Option<Arc<str>>,
+}
+
 /// The shared handle of a connection.
 pub struct Connection {
     id: ConnId,
     endpoint: Arc<EndpointShared>,
+    identity: Identity,
     outbox: Outbox,
     rooms: Mutex<Vec<RoomName>>,
     /// Set by any inbound bytes, cleared by each heartbeat.
     alive: AtomicBool,
+    /// Set when the task ends, before the connection leaves its rooms.
+    released: AtomicBool,
 }
 
 impl Connection {
-    pub(crate) fn new(id: ConnId, endpoint: Arc<EndpointShared>) -> Connection {
-        Connection { id, endpoint, outbox: Outbox::default(), rooms: Mutex::default(), alive: AtomicBool::new(true) }
+    pub(crate) fn new(id: ConnId, endpoint: Arc<EndpointShared>, identity: Identity) -> Connection {
+        Connection {
+            id,
+            endpoint,
+            identity,
+            outbox: Outbox::default(),
+            rooms: Mutex::default(),
+            alive: AtomicBool::new(true),
+            released: AtomicBool::new(false),
+        }
     }
 
     /// The connection's process-wide id.
     pub fn id(&self) -> ConnId {
         self.id
+    }
+
+    /// The user named by `authorize`, if any.
+    pub fn user(&self) -> Option<&Arc<str>> {
+        self.identity.user.as_ref()
+    }
+
+    /// The application data (JSON text) from `authorize`, if any.
+    pub fn data(&self) -> Option<&Arc<str>> {
+        self.identity.data.as_ref()
+    }
+
+    /// The client's address, if known.
+    pub fn remote_address(&self) -> Option<&Arc<str>> {
+        self.identity.remote_address.as_ref()
+    }
+
+    pub(crate) fn is_released(&self) -> bool {
+        self.released.load(Relaxed)
+    }
+
+    pub(crate) fn mark_released(&self) {
+        self.released.store(true, Relaxed);
     }
 
     /// The rooms the connection is in, in join order.
@@ -117,6 +163,11 @@ impl Connection {
         }
     }
 
+    /// How long a closing handshake started by the server may take, for this connection.
+    pub fn close_timeout(&self) -> Duration {
+        self.endpoint.config.close_timeout
+    }
+
     /// Drops the socket without a closing handshake.
     pub fn terminate(&self) {
         if let Some(discarded) = self.outbox.command(Command::Terminate) {
@@ -162,11 +213,17 @@ struct State {
     close_received: bool,
     eof: bool,
     deadline: Option<Instant>,
+    /// The code and reason the connection ended with, for the application's close event.
+    close_code: u16,
+    close_reason: String,
+    rate_limit: Option<TokenBucket>,
 }
 
 impl State {
     fn new(conn: Arc<Connection>) -> State {
-        let decoder = Decoder::new(conn.endpoint.config.max_payload);
+        let config = &conn.endpoint.config;
+        let decoder = Decoder::new(config.max_payload);
+        let rate_limit = config.rate_limit.as_ref().map(|limit| TokenBucket::new(limit, std::time::Instant::now()));
         State {
             conn,
             decoder,
@@ -178,10 +235,14 @@ impl State {
             close_received: false,
             eof: false,
             deadline: None,
+            close_code: close_code::ABNORMAL,
+            close_reason: String::new(),
+            rate_limit,
         }
     }
 
     async fn run(&mut self, fd: &AsyncFd<Socket>) {
+        let endpoint = self.conn.endpoint.clone();
         loop {
             match self.conn.outbox.take(&mut self.pending) {
                 Some(Command::Terminate) => return,
@@ -198,9 +259,16 @@ impl State {
                 return;
             }
             let deadline = self.deadline;
+            let events = &endpoint.events;
+            // Registered before the check, so a drain in between is not missed.
+            let drained = events.drained();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            let paused = self.decoding && events.is_full();
             tokio::select! {
                 biased;
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => return,
+                _ = &mut drained, if paused => {}
                 ready = fd.writable(), if self.write_blocked => match ready {
                     Ok(mut guard) => match guard.try_io(|fd| write_once(fd.get_ref(), &self.pending, self.front_written)) {
                         Ok(Ok(written)) => {
@@ -212,7 +280,7 @@ impl State {
                     },
                     Err(_) => return,
                 },
-                ready = fd.readable() => match ready {
+                ready = fd.readable(), if !paused => match ready {
                     Ok(mut guard) => {
                         if self.on_readable(&mut guard).is_break() {
                             return;
@@ -287,15 +355,29 @@ impl State {
 
     fn decode(&mut self, bytes: &[u8]) {
         let conn = &self.conn;
+        let stats = &conn.endpoint.stats;
         let closing = self.close_sent;
+        let rate_limit = &mut self.rate_limit;
         let mut close: Option<CloseFrame> = None;
+        let mut rate_limited = false;
         let result = self.decoder.feed(bytes, |event| match event {
             Event::Message(message) => {
-                add(&conn.endpoint.stats.messages_in, 1);
+                add(&stats.messages_in, 1);
                 // After our close frame, data is read but no longer acted upon (RFC 6455 §5.5.1).
-                if !closing {
-                    conn.endpoint.on_message(conn, message);
+                if closing {
+                    return true;
                 }
+                if let Some(bucket) = rate_limit.as_mut() {
+                    if !bucket.take(std::time::Instant::now()) {
+                        if conn.endpoint.config.rate_limit.is_some_and(|l| l.policy == RateLimitPolicy::Drop) {
+                            add(&stats.rate_limit_drops, 1);
+                            return true;
+                        }
+                        rate_limited = true;
+                        return false;
+                    }
+                }
+                conn.endpoint.on_message(conn, message);
                 true
             }
             Event::Ping(payload) => {
@@ -313,11 +395,18 @@ impl State {
             add(&self.conn.endpoint.stats.protocol_errors, 1);
             self.decoding = false;
             self.start_close(error.close_code(), error.reason(), timeout);
+        } else if rate_limited {
+            add(&self.conn.endpoint.stats.rate_limit_closes, 1);
+            self.decoding = false;
+            self.start_close(close_code::POLICY_VIOLATION, "rate limit exceeded", timeout);
         } else if let Some(frame) = close {
             self.close_received = true;
             self.decoding = false;
+            let code = frame.code.unwrap_or(close_code::NO_STATUS);
             // Echo the client's code (§5.5.1); an empty close is answered with an empty close.
-            self.start_close(frame.code.unwrap_or(close_code::NO_STATUS), "", timeout);
+            self.start_close(code, "", timeout);
+            // The application hears the client's code and reason, not our echo.
+            (self.close_code, self.close_reason) = (code, frame.reason);
         }
     }
 
@@ -345,6 +434,7 @@ impl State {
         add(&stats.dropped_messages, discarded);
         self.conn.outbox.release(bytes);
         self.conn.outbox.push_unbounded(OutFrame { bytes: frame::encode_close(code, reason), data: false });
+        (self.close_code, self.close_reason) = (code, reason.to_owned());
         self.close_sent = true;
         self.deadline = Some(Instant::now() + timeout);
     }
@@ -400,8 +490,12 @@ impl Drop for State {
         if std::thread::panicking() {
             add(&stats.internal_errors, 1);
         }
-        conn.endpoint.engine.registry().leave_all(conn);
-        conn.endpoint.release(conn.id);
+        // Released before leaving the rooms: a concurrent join by id then refuses it.
+        conn.mark_released();
+        let engine = conn.endpoint.engine;
+        engine.unregister(conn);
+        engine.registry().leave_all(conn);
+        conn.endpoint.release(conn, self.close_code, std::mem::take(&mut self.close_reason));
     }
 }
 
@@ -426,7 +520,7 @@ pub(crate) mod tests {
     /// A connection with no socket, for registry and queue tests.
     pub(crate) fn detached(id: ConnId) -> Arc<Connection> {
         let engine: &'static Engine = Box::leak(Box::new(Engine::new()));
-        Arc::new(Connection::new(id, EndpointShared::new(engine, EndpointConfig::default())))
+        Arc::new(Connection::new(id, EndpointShared::new(engine, EndpointConfig::default()), Identity::default()))
     }
 
     #[test]
@@ -434,7 +528,7 @@ pub(crate) mod tests {
         let config = EndpointConfig { max_buffered_bytes: 10, ..EndpointConfig::default() };
         let engine: &'static Engine = Box::leak(Box::new(Engine::new()));
         let endpoint = EndpointShared::new(engine, config);
-        let conn = Connection::new(7, endpoint.clone());
+        let conn = Connection::new(7, endpoint.clone(), Identity::default());
         let frame = Bytes::from_static(b"12345678");
         assert!(conn.deliver(&frame));
         assert!(!conn.deliver(&frame), "over the bound");
@@ -454,7 +548,7 @@ pub(crate) mod tests {
         };
         let engine: &'static Engine = Box::leak(Box::new(Engine::new()));
         let endpoint = EndpointShared::new(engine, config);
-        let conn = Connection::new(7, endpoint.clone());
+        let conn = Connection::new(7, endpoint.clone(), Identity::default());
         let frame = Bytes::from_static(b"12345678");
         assert!(conn.deliver(&frame));
         assert!(!conn.deliver(&frame));

@@ -1,6 +1,7 @@
-//! An endpoint is what one `attach()` creates: a configuration, counters, the connections it
-//! accepted, and their heartbeat. Rooms are not per endpoint: they live in the process-wide
-//! registry, so a broadcast reaches members whichever server they came through.
+//! An endpoint is what one `attach()` creates: a configuration, counters, admission (limits and
+//! the application's authorization), the connections it accepted, their heartbeat, and the
+//! events it hands to the application. Rooms are not per endpoint: they live in the
+//! process-wide registry, so a broadcast reaches members whichever server they came through.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -11,14 +12,16 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use socket2::Socket;
 use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::EndpointConfig;
-use crate::connection::{self, ConnId, Connection};
+use crate::config::{EndpointConfig, RelayPolicy};
+use crate::connection::{self, ConnId, Connection, Identity};
 use crate::engine::Engine;
+use crate::events::{AppEvent, EventQueue};
 use crate::frame::Message;
 use crate::handoff;
-use crate::handshake::{self, Rejection, UpgradeRequest};
+use crate::handshake::{self, Accepted, Rejection, UpgradeRequest};
 use crate::outbox::OutFrame;
 use crate::registry::RoomName;
 use crate::stats::{add, Stats, StatsSnapshot};
@@ -26,61 +29,188 @@ use crate::stats::{add, Stats, StatsSnapshot};
 /// After `close()`'s timeout, how long terminated connections get to release their sockets.
 const TERMINATE_GRACE: Duration = Duration::from_secs(1);
 
+/// Identifier of an upgrade waiting for the application's decision.
+pub type PendingId = u64;
+
+/// The application's decision on a pending upgrade.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// Accept, with who the connection is and, if given, the rooms that replace the query's.
+    Accept {
+        /// The user (`authorize`'s `id`).
+        user: Option<String>,
+        /// Application data as JSON text.
+        data: Option<String>,
+        /// Rooms replacing those of the query string.
+        rooms: Option<Vec<String>>,
+    },
+    /// Refuse with this HTTP status and body.
+    Reject(Rejection),
+}
+
+/// What became of an adopted socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adopted {
+    /// Accepted: the `101` is queued and the connection runs.
+    Open(ConnId),
+    /// Waiting for [`Endpoint::decide`]; the socket is held, not read.
+    Pending(PendingId),
+}
+
+/// Where the client is, as the application sees it.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    /// Its address (the socket's, or `X-Forwarded-For` behind a trusted proxy).
+    pub remote_address: Option<String>,
+    /// Whether the application decides (`authorize`) before the `101`.
+    pub authorize: bool,
+}
+
+/// Connections and upgrades counted against the endpoint's limits.
+#[derive(Default)]
+struct Admissions {
+    connections: HashMap<ConnId, Arc<Connection>>,
+    pending: HashMap<PendingId, oneshot::Sender<Decision>>,
+    next_pending: PendingId,
+    /// Open and pending connections per address (kept only with `maxConnectionsPerIp`).
+    per_address: HashMap<Arc<str>, usize>,
+    closing: bool,
+}
+
+impl Admissions {
+    fn forget_address(&mut self, address: Option<&Arc<str>>) {
+        if let Some(address) = address {
+            if let Some(count) = self.per_address.get_mut(address) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_address.remove(address);
+                }
+            }
+        }
+    }
+}
+
 /// State shared by an endpoint and its connections.
 pub struct EndpointShared {
     pub(crate) engine: &'static Engine,
     pub(crate) config: EndpointConfig,
     pub(crate) stats: Stats,
-    connections: Mutex<HashMap<ConnId, Arc<Connection>>>,
+    pub(crate) events: EventQueue,
+    admissions: Mutex<Admissions>,
     /// Signalled when the last connection is released.
     released: Condvar,
-    accepting: AtomicBool,
+    runtime: Option<Handle>,
     /// Test hook: the next message received panics (to prove panics are contained).
     panic_on_next_message: AtomicBool,
 }
 
 impl EndpointShared {
+    #[cfg(test)]
     pub(crate) fn new(engine: &'static Engine, config: EndpointConfig) -> Arc<EndpointShared> {
+        EndpointShared::with_runtime(engine, config, None)
+    }
+
+    fn with_runtime(engine: &'static Engine, config: EndpointConfig, runtime: Option<Handle>) -> Arc<EndpointShared> {
         Arc::new(EndpointShared {
             engine,
             config,
             stats: Stats::default(),
-            connections: Mutex::default(),
+            events: EventQueue::default(),
+            admissions: Mutex::default(),
             released: Condvar::new(),
-            accepting: AtomicBool::new(true),
+            runtime,
             panic_on_next_message: AtomicBool::new(false),
         })
     }
 
-    /// A complete message from `conn`: echoed to it if configured, and relayed to the other
-    /// members of its rooms.
+    fn runtime(&self) -> &Handle {
+        self.runtime.as_ref().expect("an endpoint with sockets has a runtime")
+    }
+
+    /// A complete message from `conn`: echoed to it if configured, relayed to the other members
+    /// of its rooms where the relay policy allows, and queued for the application if it listens.
     pub(crate) fn on_message(&self, conn: &Connection, message: Message) {
         if self.panic_on_next_message.load(Relaxed) && self.panic_on_next_message.swap(false, Relaxed) {
             panic!("roomcast: panic injected by a test");
         }
-        let rooms: Vec<RoomName> = if self.config.relay { conn.rooms_mut().clone() } else { Vec::new() };
-        if rooms.is_empty() && !self.config.echo {
+        let relay_rooms: Vec<RoomName> = match &self.config.relay {
+            RelayPolicy::None => Vec::new(),
+            policy => conn.rooms_mut().iter().filter(|room| policy.allows(room)).cloned().collect(),
+        };
+        let to_app = self.events.wants_messages();
+        if relay_rooms.is_empty() && !self.config.echo && !to_app {
             return;
         }
+        let (text, payload_len) = (message.is_text(), message.payload().len());
         let frame = message.into_frame();
         if self.config.echo {
             conn.deliver(&frame);
         }
-        if !rooms.is_empty() {
-            let names: Vec<&str> = rooms.iter().map(|r| &**r).collect();
-            self.engine.broker().publish(&names, &frame, Some(conn.id()));
+        if !relay_rooms.is_empty() {
+            let names: Vec<&str> = relay_rooms.iter().map(|r| &**r).collect();
+            self.engine.broker().publish(&names, &frame, &[conn.id()]);
+        }
+        if to_app {
+            let payload = frame.slice(frame.len() - payload_len..);
+            self.events.push(AppEvent::Message { conn: conn.id(), text, payload });
         }
     }
 
-    /// Forgets a connection whose task ended.
-    pub(crate) fn release(&self, id: ConnId) {
-        let mut connections = self.connections.lock();
-        if connections.remove(&id).is_some() {
+    /// Accepts a connection: queues the `101`, makes it reachable, joins its rooms, tells the
+    /// application, and starts its task.
+    fn open(
+        self: &Arc<Self>,
+        socket: Socket,
+        head: Bytes,
+        response: Vec<u8>,
+        rooms: &[String],
+        identity: Identity,
+    ) -> ConnId {
+        let conn = Arc::new(Connection::new(self.engine.next_conn_id(), self.clone(), identity));
+        // The 101 goes first in the queue, so anything sent from now on follows it.
+        conn.outbox().push_unbounded(OutFrame { bytes: response.into(), data: false });
+        self.admissions.lock().connections.insert(conn.id(), conn.clone());
+        add(&self.stats.connections, 1);
+        add(&self.stats.connections_opened, 1);
+        self.engine.register(&conn);
+        for room in rooms {
+            self.engine.registry().join(room, &conn);
+        }
+        if self.events.wants_lifecycle() {
+            self.events.push(AppEvent::Open(conn.clone()));
+        }
+        let id = conn.id();
+        self.runtime().spawn(connection::serve(conn, socket, head));
+        id
+    }
+
+    /// Answers an upgrade with an HTTP error and closes it; counted.
+    fn refuse(&self, socket: Socket, rejection: &Rejection) {
+        add(&self.stats.rejected_upgrades, 1);
+        self.runtime().spawn(handoff::respond_and_close(socket, rejection.to_response()));
+    }
+
+    /// Ends a pending upgrade's claim on the limits.
+    fn end_pending(&self, id: PendingId, address: Option<&Arc<str>>) {
+        let mut admissions = self.admissions.lock();
+        admissions.pending.remove(&id);
+        admissions.forget_address(address);
+    }
+
+    /// Forgets a connection whose task ended, and tells the application.
+    pub(crate) fn release(&self, conn: &Connection, code: u16, reason: String) {
+        let mut admissions = self.admissions.lock();
+        if admissions.connections.remove(&conn.id()).is_some() {
+            admissions.forget_address(conn.remote_address());
             self.stats.connections.fetch_sub(1, Relaxed);
             add(&self.stats.connections_closed, 1);
         }
-        if connections.is_empty() {
+        if admissions.connections.is_empty() {
             self.released.notify_all();
+        }
+        drop(admissions);
+        if self.events.wants_lifecycle() {
+            self.events.push(AppEvent::Close { conn: conn.id(), code, reason });
         }
     }
 }
@@ -88,7 +218,6 @@ impl EndpointShared {
 /// One `attach()`: accepts upgraded sockets and runs their connections.
 pub struct Endpoint {
     shared: Arc<EndpointShared>,
-    runtime: Handle,
     heartbeat: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -97,50 +226,84 @@ impl Endpoint {
     /// if it is not running yet.
     pub fn new(engine: &'static Engine, config: EndpointConfig, runtime_threads: usize) -> Endpoint {
         let runtime = engine.runtime(runtime_threads).clone();
-        let shared = EndpointShared::new(engine, config);
+        let shared = EndpointShared::with_runtime(engine, config, Some(runtime.clone()));
         let heartbeat = shared.config.ping_interval.map(|period| runtime.spawn(heartbeat(shared.clone(), period)));
-        Endpoint { shared, runtime, heartbeat: Mutex::new(heartbeat) }
+        Endpoint { shared, heartbeat: Mutex::new(heartbeat) }
     }
 
     /// Takes over `socket`, whose upgrade `request` was parsed by Node.js and was followed by
-    /// `head`. Answers `101` and starts the connection, or answers the refusal and closes.
-    /// Returns the new connection's id or the refusal.
-    pub fn adopt(&self, socket: Socket, head: &[u8], request: &UpgradeRequest) -> Result<ConnId, Rejection> {
+    /// `head`. Checks the handshake and the limits; then either accepts (the `101` is queued and
+    /// the connection runs) or, when the application authorizes upgrades, holds the socket
+    /// unread until [`Endpoint::decide`]. A refusal is answered and the socket closed.
+    pub fn adopt(
+        &self,
+        socket: Socket,
+        head: &[u8],
+        request: &UpgradeRequest,
+        client: Client,
+    ) -> Result<Adopted, Rejection> {
         let shared = &self.shared;
-        let accepted = match handshake::check(request, &shared.config.handshake) {
+        let config = &shared.config;
+        let accepted = match handshake::check(request, &config.handshake) {
             Ok(accepted) => accepted,
-            Err(rejection) => return Err(self.refuse(socket, rejection)),
-        };
-        let conn = {
-            let mut connections = shared.connections.lock();
-            if !shared.accepting.load(Relaxed) {
-                drop(connections);
-                return Err(self.refuse(socket, Rejection::new(503, "Server is shutting down")));
+            Err(rejection) => {
+                shared.refuse(socket, &rejection);
+                return Err(rejection);
             }
-            if shared.config.max_connections.is_some_and(|max| connections.len() >= max) {
-                drop(connections);
-                return Err(self.refuse(socket, Rejection::new(503, "Too many connections")));
-            }
-            let conn = Arc::new(Connection::new(shared.engine.next_conn_id(), shared.clone()));
-            // The 101 goes first in the queue, so anything broadcast from now on follows it.
-            conn.outbox().push_unbounded(OutFrame { bytes: accepted.to_response().into(), data: false });
-            connections.insert(conn.id(), conn.clone());
-            add(&shared.stats.connections, 1);
-            add(&shared.stats.connections_opened, 1);
-            conn
         };
-        for room in &accepted.rooms {
-            shared.engine.registry().join(room, &conn);
+        let address: Option<Arc<str>> = client.remote_address.as_deref().map(Arc::from);
+        let tracked_address = config.max_connections_per_ip.and(address.clone());
+        let pending = {
+            let mut admissions = shared.admissions.lock();
+            let admitted = admissions.connections.len() + admissions.pending.len();
+            let refusal = if admissions.closing {
+                Some(Rejection::new(503, "Server is shutting down"))
+            } else if config.max_connections.is_some_and(|max| admitted >= max) {
+                Some(Rejection::new(503, "Too many connections"))
+            } else if let (Some(max), Some(address)) = (config.max_connections_per_ip, &tracked_address) {
+                (admissions.per_address.get(address).copied().unwrap_or(0) >= max)
+                    .then(|| Rejection::new(429, "Too many connections from this address"))
+            } else {
+                None
+            };
+            if let Some(rejection) = refusal {
+                drop(admissions);
+                shared.refuse(socket, &rejection);
+                return Err(rejection);
+            }
+            if let Some(address) = &tracked_address {
+                *admissions.per_address.entry(address.clone()).or_default() += 1;
+            }
+            client.authorize.then(|| {
+                admissions.next_pending += 1;
+                let id = admissions.next_pending;
+                let (sender, receiver) = oneshot::channel();
+                admissions.pending.insert(id, sender);
+                (id, receiver)
+            })
+        };
+        let head = Bytes::copy_from_slice(head);
+        let identity = Identity { user: None, data: None, remote_address: address };
+        match pending {
+            None => Ok(Adopted::Open(shared.open(socket, head, accepted.to_response(), &accepted.rooms, identity))),
+            Some((id, receiver)) => {
+                let waiting = PendingUpgrade { shared: shared.clone(), id, accepted, head, identity, tracked_address };
+                shared.runtime().spawn(waiting.run(socket, receiver));
+                Ok(Adopted::Pending(id))
+            }
         }
-        let id = conn.id();
-        self.runtime.spawn(connection::serve(conn, socket, Bytes::copy_from_slice(head)));
-        Ok(id)
     }
 
-    fn refuse(&self, socket: Socket, rejection: Rejection) -> Rejection {
-        add(&self.shared.stats.rejected_upgrades, 1);
-        self.runtime.spawn(handoff::respond_and_close(socket, rejection.to_response()));
-        rejection
+    /// The application's decision on pending upgrade `id`. Returns false if the upgrade is no
+    /// longer pending (the client left, or the authorization timed out).
+    pub fn decide(&self, id: PendingId, decision: Decision) -> bool {
+        let sender = self.shared.admissions.lock().pending.remove(&id);
+        sender.is_some_and(|sender| sender.send(decision).is_ok())
+    }
+
+    /// The queue of events for the application.
+    pub fn events(&self) -> &EventQueue {
+        &self.shared.events
     }
 
     /// Current counters and gauges.
@@ -148,15 +311,16 @@ impl Endpoint {
         self.shared.stats.snapshot(self.shared.engine.registry().room_count() as u64)
     }
 
-    /// Stops accepting, starts the closing handshake with `code` on every connection, and
-    /// blocks until all are released: those that have not completed the handshake within
-    /// `timeout` are dropped. Later upgrades are answered with 503.
+    /// Stops accepting (pending upgrades and new ones get 503), starts the closing handshake
+    /// with `code` on every connection, and blocks until all are released: those that have not
+    /// completed the handshake within `timeout` are dropped.
     pub fn close(&self, code: u16, timeout: Duration) {
         let deadline = std::time::Instant::now() + timeout + TERMINATE_GRACE;
         let open: Vec<Arc<Connection>> = {
-            let connections = self.shared.connections.lock();
-            self.shared.accepting.store(false, Relaxed);
-            connections.values().cloned().collect()
+            let mut admissions = self.shared.admissions.lock();
+            admissions.closing = true;
+            admissions.pending.clear(); // Their tasks answer 503.
+            admissions.connections.values().cloned().collect()
         };
         if let Some(heartbeat) = self.heartbeat.lock().take() {
             heartbeat.abort();
@@ -164,18 +328,82 @@ impl Endpoint {
         for conn in open {
             conn.close(code, "", timeout);
         }
-        let mut connections = self.shared.connections.lock();
-        while !connections.is_empty() && !self.shared.released.wait_until(&mut connections, deadline).timed_out() {}
-        if !connections.is_empty() {
-            connections.values().for_each(|c| c.terminate());
+        let mut admissions = self.shared.admissions.lock();
+        while !admissions.connections.is_empty()
+            && !self.shared.released.wait_until(&mut admissions, deadline).timed_out()
+        {}
+        if !admissions.connections.is_empty() {
+            admissions.connections.values().for_each(|c| c.terminate());
             let deadline = std::time::Instant::now() + TERMINATE_GRACE;
-            while !connections.is_empty() && !self.shared.released.wait_until(&mut connections, deadline).timed_out() {}
+            while !admissions.connections.is_empty()
+                && !self.shared.released.wait_until(&mut admissions, deadline).timed_out()
+            {}
         }
     }
 
     /// Test hook: makes the next message received by any connection of this endpoint panic.
     pub fn inject_panic_on_next_message(&self) {
         self.shared.panic_on_next_message.store(true, Relaxed);
+    }
+}
+
+/// An upgrade held while the application decides.
+struct PendingUpgrade {
+    shared: Arc<EndpointShared>,
+    id: PendingId,
+    accepted: Accepted,
+    head: Bytes,
+    identity: Identity,
+    tracked_address: Option<Arc<str>>,
+}
+
+impl PendingUpgrade {
+    /// Waits for the decision, the authorization timeout, or the client leaving (nothing is
+    /// read meanwhile: what the client sends stays in the kernel for the connection).
+    async fn run(self, socket: Socket, decision: oneshot::Receiver<Decision>) {
+        let shared = self.shared.clone();
+        let Some(fd) = handoff::register(socket) else {
+            shared.end_pending(self.id, self.tracked_address.as_ref());
+            return;
+        };
+        let timeout = tokio::time::sleep(shared.config.authorize_timeout);
+        tokio::pin!(timeout, decision);
+        let decision = loop {
+            tokio::select! {
+                decision = &mut decision => {
+                    break decision.unwrap_or_else(|_| Decision::Reject(Rejection::new(503, "Server is shutting down")))
+                }
+                _ = &mut timeout => break Decision::Reject(Rejection::new(503, "Authorization timed out")),
+                ready = fd.readable() => match ready {
+                    Ok(mut guard) if !guard.ready().is_read_closed() && !guard.ready().is_error() => guard.clear_ready(),
+                    _ => {
+                        add(&shared.stats.abandoned_upgrades, 1);
+                        shared.end_pending(self.id, self.tracked_address.as_ref());
+                        return;
+                    }
+                },
+            }
+        };
+        let socket = fd.into_inner();
+        let decision = match decision {
+            Decision::Accept { .. } if shared.admissions.lock().closing => {
+                Decision::Reject(Rejection::new(503, "Server is shutting down"))
+            }
+            decision => decision,
+        };
+        match decision {
+            Decision::Accept { user, data, rooms } => {
+                // The pending slot becomes a connection: its address stays counted.
+                shared.admissions.lock().pending.remove(&self.id);
+                let identity = Identity { user: user.map(Arc::from), data: data.map(Arc::from), ..self.identity };
+                let rooms = rooms.unwrap_or(self.accepted.rooms.clone());
+                shared.open(socket, self.head, self.accepted.to_response(), &rooms, identity);
+            }
+            Decision::Reject(rejection) => {
+                shared.end_pending(self.id, self.tracked_address.as_ref());
+                shared.refuse(socket, &rejection);
+            }
+        }
     }
 }
 
@@ -186,7 +414,7 @@ async fn heartbeat(shared: Arc<EndpointShared>, period: Duration) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let open: Vec<Arc<Connection>> = shared.connections.lock().values().cloned().collect();
+        let open: Vec<Arc<Connection>> = shared.admissions.lock().connections.values().cloned().collect();
         for conn in open {
             if !conn.heartbeat() {
                 add(&shared.stats.ping_timeouts, 1);

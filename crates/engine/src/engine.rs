@@ -1,20 +1,25 @@
-//! The process-global engine: one registry, one broker and one tokio runtime for every module
-//! instance and worker thread that loads the addon.
+//! The process-global engine: one registry, one broker, one index of connections and one tokio
+//! runtime for every module instance and worker thread that loads the addon.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use parking_lot::RwLock;
 use tokio::runtime::{Handle, Runtime};
 
 use crate::broker::{Broker, MemoryBroker};
-use crate::connection::ConnId;
+use crate::connection::{ConnId, Connection};
 use crate::registry::Registry;
 
-/// Rooms, the broker in front of them, and the runtime that runs connections.
+/// Rooms, the broker in front of them, every open connection by id and by user, and the
+/// runtime that runs connections.
 pub struct Engine {
     registry: Arc<Registry>,
     broker: Box<dyn Broker>,
+    connections: RwLock<HashMap<ConnId, Arc<Connection>>>,
+    users: RwLock<HashMap<Arc<str>, Vec<Arc<Connection>>>>,
     next_conn_id: AtomicU64,
     runtime: OnceLock<Runtime>,
 }
@@ -33,6 +38,8 @@ impl Engine {
         Engine {
             broker: Box::new(MemoryBroker::new(registry.clone())),
             registry,
+            connections: RwLock::default(),
+            users: RwLock::default(),
             next_conn_id: AtomicU64::new(1),
             runtime: OnceLock::new(),
         }
@@ -54,8 +61,9 @@ impl Engine {
         &*self.broker
     }
 
-    /// Publishes an encoded frame to `room` (see [`Broker::publish`]).
-    pub fn broadcast(&self, room: &str, frame: &Bytes, except: Option<ConnId>) -> usize {
+    /// Publishes an encoded frame to `room`, not to the connections in `except` (see
+    /// [`Broker::publish`]).
+    pub fn broadcast(&self, room: &str, frame: &Bytes, except: &[ConnId]) -> usize {
         self.broker.publish(&[room], frame, except)
     }
 
@@ -76,5 +84,65 @@ impl Engine {
 
     pub(crate) fn next_conn_id(&self) -> ConnId {
         self.next_conn_id.fetch_add(1, Relaxed)
+    }
+
+    /// Makes an accepted connection reachable by id and by user.
+    pub(crate) fn register(&self, conn: &Arc<Connection>) {
+        self.connections.write().insert(conn.id(), conn.clone());
+        if let Some(user) = conn.user() {
+            self.users.write().entry(user.clone()).or_default().push(conn.clone());
+        }
+    }
+
+    /// Forgets a released connection.
+    pub(crate) fn unregister(&self, conn: &Connection) {
+        self.connections.write().remove(&conn.id());
+        if let Some(user) = conn.user() {
+            let mut users = self.users.write();
+            if let Some(list) = users.get_mut(user) {
+                list.retain(|c| c.id() != conn.id());
+                if list.is_empty() {
+                    users.remove(user);
+                }
+            }
+        }
+    }
+
+    /// The open connection `id`, if any.
+    pub fn connection(&self, id: ConnId) -> Option<Arc<Connection>> {
+        self.connections.read().get(&id).cloned()
+    }
+
+    /// Open connections in the process.
+    pub fn connection_count(&self) -> usize {
+        self.connections.read().len()
+    }
+
+    /// Queues an encoded frame for connection `id`. Returns whether the connection exists
+    /// (a slow consumer's policy may still have refused the frame; that is counted).
+    pub fn send(&self, id: ConnId, frame: &Bytes) -> bool {
+        self.connection(id).map(|c| c.deliver(frame)).is_some()
+    }
+
+    /// Queues an encoded frame for every connection of `user`; returns how many took it.
+    pub fn send_to_user(&self, user: &str, frame: &Bytes) -> usize {
+        let connections = self.users.read().get(user).cloned().unwrap_or_default();
+        connections.iter().filter(|c| c.deliver(frame)).count()
+    }
+
+    /// Adds connection `id` to `room`. Returns whether the connection exists.
+    pub fn join(&self, id: ConnId, room: &str) -> bool {
+        self.connection(id).map(|c| self.registry.join(room, &c)).is_some()
+    }
+
+    /// Removes connection `id` from `room`. Returns whether the connection exists.
+    pub fn leave(&self, id: ConnId, room: &str) -> bool {
+        self.connection(id).map(|c| self.registry.leave(room, &c)).is_some()
+    }
+
+    /// Closes connection `id` with `code` and `reason` (closing handshake, then the socket is
+    /// dropped after its endpoint's close timeout). Returns whether the connection exists.
+    pub fn disconnect(&self, id: ConnId, code: u16, reason: &str) -> bool {
+        self.connection(id).map(|c| c.close(code, reason, c.close_timeout())).is_some()
     }
 }

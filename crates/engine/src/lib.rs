@@ -14,14 +14,17 @@ pub mod config;
 pub mod connection;
 pub mod endpoint;
 pub mod engine;
+pub mod events;
 pub mod frame;
 pub mod handoff;
 pub mod handshake;
 pub mod outbox;
+pub mod ratelimit;
 pub mod registry;
 pub mod stats;
 
-pub use config::{EndpointConfig, SlowConsumerPolicy};
+pub use config::{EndpointConfig, RateLimit, RateLimitPolicy, RelayPolicy, SlowConsumerPolicy};
+pub use connection::Identity;
 pub use endpoint::Endpoint;
 pub use engine::Engine;
 pub use handshake::{Rejection, UpgradeRequest};

@@ -28,9 +28,13 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Adds `conn` to `room`, creating the room. Returns false if it was already a member.
+    /// Adds `conn` to `room`, creating the room. Returns false if it was already a member or
+    /// is being released (so a late join cannot leave a member behind).
     pub fn join(&self, room: &str, conn: &Arc<Connection>) -> bool {
         let mut rooms = self.rooms.write();
+        if conn.is_released() {
+            return false;
+        }
         let (name, entry) = match rooms.get_key_value(room) {
             Some((name, _)) => (name.clone(), rooms.get_mut(room).expect("present")),
             None => {
@@ -76,14 +80,15 @@ impl Registry {
     }
 
     /// Queues `frame` for every member of the rooms, once per connection even when it shares
-    /// several of them, skipping `except`. Returns the number of connections it was queued for.
-    pub fn fan_out(&self, rooms: &[&str], frame: &Bytes, except: Option<ConnId>) -> usize {
+    /// several of them, skipping the connections in `except`. Returns the number of connections
+    /// it was queued for.
+    pub fn fan_out(&self, rooms: &[&str], frame: &Bytes, except: &[ConnId]) -> usize {
         let registry = self.rooms.read();
         let mut delivered = 0;
         if let [room] = rooms {
             if let Some(room) = registry.get(*room) {
                 for member in &room.members {
-                    if Some(member.id()) != except && member.deliver(frame) {
+                    if !except.contains(&member.id()) && member.deliver(frame) {
                         delivered += 1;
                     }
                 }
@@ -93,12 +98,22 @@ impl Registry {
         let mut seen = HashSet::new();
         for room in rooms.iter().filter_map(|r| registry.get(*r)) {
             for member in &room.members {
-                if Some(member.id()) != except && seen.insert(member.id()) && member.deliver(frame) {
+                if !except.contains(&member.id()) && seen.insert(member.id()) && member.deliver(frame) {
                     delivered += 1;
                 }
             }
         }
         delivered
+    }
+
+    /// Every room with its number of members.
+    pub fn list(&self) -> Vec<(String, usize)> {
+        self.rooms.read().iter().map(|(name, room)| (name.to_string(), room.members.len())).collect()
+    }
+
+    /// The members of `room`, in no particular order (empty if it does not exist).
+    pub fn members(&self, room: &str) -> Vec<Arc<Connection>> {
+        self.rooms.read().get(room).map_or_else(Vec::new, |r| r.members.clone())
     }
 
     /// Number of rooms with at least one member.
@@ -145,10 +160,20 @@ mod tests {
         }
         registry.join("y", &b);
         let frame = Bytes::from_static(b"\x81\x02hi");
-        assert_eq!(registry.fan_out(&["x"], &frame, None), 3);
-        assert_eq!(registry.fan_out(&["x", "y"], &frame, Some(1)), 2, "b is in both rooms");
-        assert_eq!(registry.fan_out(&["nobody"], &frame, None), 0);
+        assert_eq!(registry.fan_out(&["x"], &frame, &[]), 3);
+        assert_eq!(registry.fan_out(&["x", "y"], &frame, &[1]), 2, "b is in both rooms");
+        assert_eq!(registry.fan_out(&["x"], &frame, &[1, 3]), 1);
+        assert_eq!(registry.fan_out(&["nobody"], &frame, &[]), 0);
         assert_eq!(a.outbox().unwritten(), 4);
-        assert_eq!(b.outbox().unwritten(), 8);
+        assert_eq!(b.outbox().unwritten(), 12);
+    }
+
+    #[test]
+    fn a_released_connection_cannot_join() {
+        let registry = Registry::default();
+        let a = detached(1);
+        a.mark_released();
+        assert!(!registry.join("r", &a));
+        assert_eq!(registry.room_count(), 0);
     }
 }

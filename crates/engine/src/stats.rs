@@ -18,6 +18,9 @@ pub struct Stats {
     pub(crate) protocol_errors: AtomicU64,
     pub(crate) ping_timeouts: AtomicU64,
     pub(crate) internal_errors: AtomicU64,
+    pub(crate) rate_limit_closes: AtomicU64,
+    pub(crate) rate_limit_drops: AtomicU64,
+    pub(crate) abandoned_upgrades: AtomicU64,
 }
 
 /// A copy of [`Stats`] at one moment. Gauges: `connections`, `rooms`; the rest only grow.
@@ -52,6 +55,12 @@ pub struct StatsSnapshot {
     pub ping_timeouts: u64,
     /// Connections closed with 1011 after a caught panic in the engine.
     pub internal_errors: u64,
+    /// Connections closed with 1008 for exceeding the inbound rate limit.
+    pub rate_limit_closes: u64,
+    /// Messages dropped for exceeding the inbound rate limit (`rateLimit: 'drop'`).
+    pub rate_limit_drops: u64,
+    /// Upgrades whose client went away while `authorize` was pending.
+    pub abandoned_upgrades: u64,
 }
 
 impl Stats {
@@ -72,6 +81,9 @@ impl Stats {
             protocol_errors: self.protocol_errors.load(Relaxed),
             ping_timeouts: self.ping_timeouts.load(Relaxed),
             internal_errors: self.internal_errors.load(Relaxed),
+            rate_limit_closes: self.rate_limit_closes.load(Relaxed),
+            rate_limit_drops: self.rate_limit_drops.load(Relaxed),
+            abandoned_upgrades: self.abandoned_upgrades.load(Relaxed),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::os::fd::AsRawFd;
 use std::thread;
 use std::time::Duration;
 
+use roomcast_engine::endpoint::Client as ClientInfo;
 use roomcast_engine::frame::{self, OpCode};
 use roomcast_engine::{handoff, Endpoint, EndpointConfig, Engine, UpgradeRequest};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -61,7 +62,7 @@ fn hand_over(listener: &TcpListener, endpoint: &Endpoint) -> u16 {
     let (request, head) = read_request(&mut stream);
     let socket = handoff::duplicate(stream.as_raw_fd()).expect("duplicate");
     drop(stream); // Node destroys its handle; the duplicate keeps the socket alive.
-    match endpoint.adopt(socket, &head, &request) {
+    match endpoint.adopt(socket, &head, &request, ClientInfo::default()) {
         Ok(_) => 101,
         Err(rejection) => rejection.status,
     }
@@ -93,7 +94,7 @@ fn relays_between_members_and_delivers_broadcasts() {
     assert_eq!(b.read().unwrap(), Message::text("hello"));
     b.send(Message::binary(vec![1u8, 2, 3])).unwrap();
     assert_eq!(a.read().unwrap(), Message::binary(vec![1u8, 2, 3]));
-    assert_eq!(engine.broadcast("r", &frame::encode(OpCode::Text, b"to all"), None), 2);
+    assert_eq!(engine.broadcast("r", &frame::encode(OpCode::Text, b"to all"), &[]), 2);
     assert_eq!(a.read().unwrap(), Message::text("to all"));
     assert_eq!(b.read().unwrap(), Message::text("to all"));
     assert_eq!(endpoint.stats().connections, 2);
