@@ -1,5 +1,6 @@
 /// <reference types="node" />
-import type { EventEmitter } from 'node:events'
+import { EventEmitter } from 'node:events'
+import type { IncomingMessage } from 'node:http'
 
 /**
  * Options of {@link attach}. Every option is optional; the default is given with each.
@@ -58,12 +59,14 @@ export interface AttachOptions {
    */
   protocols?: string[]
   /**
-   * Whether a message a client sends is delivered, verbatim (text as text, binary as binary),
-   * to every other connection in each of its rooms — once per connection, even when they share
-   * several rooms. Relay runs entirely in Rust.
+   * Which client messages are delivered, verbatim (text as text, binary as binary), to every
+   * other connection in each of the sender's rooms — once per connection, even when they share
+   * several rooms. `true`: in every room; `false`: nowhere; a list of room-name prefixes (such
+   * as `['cursor:']`): only in rooms whose name starts with one of them. Relay runs entirely in
+   * Rust and never waits for JavaScript.
    * @default true
    */
-  relay?: boolean
+  relay?: boolean | string[]
   /**
    * Whether a message a client sends is also sent back to that client, verbatim. Meant for
    * conformance testing (the Autobahn suite) and echo services.
@@ -76,12 +79,72 @@ export interface AttachOptions {
    */
   maxRoomsPerConnection?: number
   /**
+   * Decides, before the `101` is written, whether an upgrade is accepted. Called with the Node
+   * request (headers, cookies, URL), it returns — or resolves to:
+   * - `true`: accept, with the rooms of the query string;
+   * - `{ id?, data?, rooms? }`: accept; `id` names the connection's user (`conn.user`,
+   *   {@link sendToUser}), `data` (a JSON value, at most 4 KiB serialized) is kept with the
+   *   connection (`conn.data`, {@link members}), `rooms` replaces the query-string rooms;
+   * - `false`, `null` or `undefined`: refuse with 401;
+   * - `{ status, message? }`: refuse with that status (400–499, e.g. 401, 403, 429) and body.
+   *
+   * While a promise is pending the socket is held, unread; a client that leaves meanwhile is
+   * forgotten (`stats().abandonedUpgrades`). A throwing or rejecting `authorize`, or a result
+   * that is none of the above, answers 500 and is reported on the `'error'` event (logged once
+   * when nothing listens); it is never an unhandled rejection. `allowedOrigins`,
+   * `maxConnections` and `maxConnectionsPerIp` are checked before `authorize` is called.
+   * @default undefined (every valid upgrade is accepted)
+   */
+  authorize?: (req: IncomingMessage) => AuthorizeResult | Promise<AuthorizeResult>
+  /**
+   * Milliseconds an upgrade may wait for `authorize`; then it is answered with 503.
+   * @default 10000
+   */
+  authorizeTimeoutMs?: number
+  /**
+   * Most connections (open, or waiting for `authorize`) from one client address; more → 429.
+   * @default Infinity
+   */
+  maxConnectionsPerIp?: number
+  /**
+   * Whether the client address (for `maxConnectionsPerIp` and `conn.remoteAddress`) is the first
+   * address of the `X-Forwarded-For` header, as set by a reverse proxy in front of the server.
+   * Only enable it behind a proxy that sets the header: clients can send it themselves.
+   * @default false
+   */
+  trustProxy?: boolean
+  /**
+   * Inbound rate limit of each connection, in messages per second (a token bucket in Rust);
+   * beyond it, `rateLimit` applies.
+   * @default Infinity
+   */
+  maxMessagesPerSecond?: number
+  /**
+   * Messages a connection may send at once after a quiet period (the bucket's size).
+   * @default maxMessagesPerSecond (at least 1)
+   */
+  maxBurst?: number
+  /**
+   * Beyond the rate limit: `'close'` closes with 1008 (`stats().rateLimitCloses`); `'drop'`
+   * drops the message (`stats().rateLimitDrops`).
+   * @default 'close'
+   */
+  rateLimit?: 'close' | 'drop'
+  /**
    * Worker threads of the engine's tokio runtime. The runtime is process-wide: the first
    * `attach()` in the process decides, later values are ignored.
    * @default Math.min(os.availableParallelism(), 4)
    */
   runtimeThreads?: number
 }
+
+/** What `authorize` may return (see {@link AttachOptions.authorize}). */
+export type AuthorizeResult =
+  | boolean
+  | null
+  | undefined
+  | { id?: string; data?: unknown; rooms?: string[] }
+  | { status: number; message?: string }
 
 /** Counters (cumulative since `attach()`) and gauges (current values) of an engine. */
 export interface EngineStats {
@@ -122,6 +185,14 @@ export interface EngineStats {
    * process warning.
    */
   handoffErrors: number
+  /** Upgrades answered with 500 because `authorize` threw, rejected or returned something unusable. */
+  authorizeErrors: number
+  /** Upgrades whose client went away while `authorize` was pending. */
+  abandonedUpgrades: number
+  /** Connections closed with 1008 for exceeding `maxMessagesPerSecond`. */
+  rateLimitCloses: number
+  /** Messages dropped for exceeding `maxMessagesPerSecond` (`rateLimit: 'drop'`). */
+  rateLimitDrops: number
 }
 
 /** Options of {@link Engine.close}. */
@@ -139,23 +210,78 @@ export interface CloseOptions {
   timeoutMs?: number
 }
 
-/** A WebSocket endpoint on one path of one server, returned by {@link attach}. */
-export declare class Engine {
+/**
+ * A connection, as the engine's `'connection'`, `'message'` and `'close'` listeners receive it.
+ * The same connection is reachable from anywhere in the process by its `id`.
+ */
+export declare class Connection {
+  private constructor()
+  /** Unique in the process (a string, so that it can later carry a node prefix). */
+  readonly id: string
+  /** The user `authorize` named (`id`), or null. */
+  readonly user: string | null
+  /** The data `authorize` attached, or null. */
+  readonly data: unknown
+  /** The client's address (the first `X-Forwarded-For` address with `trustProxy`), or null. */
+  readonly remoteAddress: string | null
+  /** The rooms the connection is in now (empty once it has closed). */
+  readonly rooms: string[]
+  /** Sends a message to this connection (see {@link send}). */
+  send(msg: Message): boolean
+  /** Adds this connection to `room` (see {@link join}). */
+  join(room: string): boolean
+  /** Removes this connection from `room` (see {@link leave}). */
+  leave(room: string): boolean
+  /** Closes this connection (see {@link disconnect}). */
+  close(code?: number, reason?: string): boolean
+}
+
+/** What can be sent: a string (text frame) or binary data (binary frame). */
+export type Message = string | ArrayBufferView | ArrayBuffer | SharedArrayBuffer
+
+/**
+ * A WebSocket endpoint on one path of one server, returned by {@link attach}. Events:
+ * - `'connection' (conn)`: a connection was accepted.
+ * - `'message' (conn, data, isBinary)`: a complete message, text as a `string`, binary as a
+ *   `Buffer`. Messages reach JavaScript only while a `'message'` listener exists; they come in
+ *   batches, in order per connection; relay happens in Rust before, without waiting. When
+ *   JavaScript falls behind by more than 16 MiB (or 100,000 events), the engine stops reading
+ *   the sockets until it catches up.
+ * - `'close' (conn, code, reason)`: a connection was released; `code` is the client's close code
+ *   (1005 for an empty close frame), the code the server closed with, or 1006 when the socket
+ *   ended without a close frame.
+ * - `'error' (error)`: an application callback (`authorize`, a listener) failed. A listener that
+ *   throws does not keep the other listeners from the event. Without an `'error'` listener the
+ *   first failure is logged.
+ */
+export declare class Engine extends EventEmitter {
   private constructor()
   /** The pathname this engine takes upgrades for. */
   readonly path: string
   /** Current counters and gauges. */
   stats(): EngineStats
   /**
-   * Stops accepting (further upgrades on `path` get 503), sends a close frame to every
-   * connection, waits for the closing handshakes up to `timeoutMs`, then drops the rest.
-   * Resolves when every socket is released. Calling it again returns the same promise.
+   * Stops accepting (further upgrades on `path`, and those waiting for `authorize`, get 503),
+   * sends a close frame to every connection, waits for the closing handshakes up to
+   * `timeoutMs`, then drops the rest. Resolves when every socket is released. Calling it again
+   * returns the same promise.
    */
   close(options?: CloseOptions): Promise<void>
   /** The `'upgrade'` listener attach() installed (first in line) on the server. */
-  onUpgrade(req: import('node:http').IncomingMessage, socket: import('node:stream').Duplex, head: Buffer): void
+  onUpgrade(req: IncomingMessage, socket: import('node:stream').Duplex, head: Buffer): void
   /** @internal Test hook: the next message any connection of this engine receives panics in Rust. */
   _injectPanicOnNextMessage(): void
+
+  on(event: 'connection', listener: (conn: Connection) => void): this
+  on(event: 'message', listener: (conn: Connection, data: string | Buffer, isBinary: boolean) => void): this
+  on(event: 'close', listener: (conn: Connection, code: number, reason: string) => void): this
+  on(event: 'error', listener: (error: unknown) => void): this
+  on(event: string | symbol, listener: (...args: never[]) => void): this
+  once(event: 'connection', listener: (conn: Connection) => void): this
+  once(event: 'message', listener: (conn: Connection, data: string | Buffer, isBinary: boolean) => void): this
+  once(event: 'close', listener: (conn: Connection, code: number, reason: string) => void): this
+  once(event: 'error', listener: (error: unknown) => void): this
+  once(event: string | symbol, listener: (...args: never[]) => void): this
 }
 
 /**
@@ -171,16 +297,73 @@ export declare class Engine {
  */
 export declare function attach(server: EventEmitter, options?: AttachOptions): Engine
 
+/** Options of {@link broadcast}. */
+export interface BroadcastOptions {
+  /** A connection id, or several, not to deliver to (the author of the message, as Pusher's `socket_id`). */
+  except?: string | string[]
+}
+
 /**
  * Publishes `msg` to every connection in `room` in this process — whichever server accepted it,
- * and from any module instance or worker thread. A string is sent as a text frame; a Buffer,
- * Uint8Array, other ArrayBuffer view or ArrayBuffer as a binary frame. The payload is copied
- * once and framed once for all recipients; calls from one thread to one room reach each
- * connection in call order.
+ * and from any module instance or worker thread — but the connections in `options.except`. A
+ * string is sent as a text frame; a Buffer, Uint8Array, other ArrayBuffer view or ArrayBuffer as
+ * a binary frame. The payload is copied once and framed once for all recipients; calls from one
+ * thread to one room reach each connection in call order.
  *
  * @returns the number of connections the message was queued for (0 if the room does not exist),
  *   synchronously; the JavaScript thread never waits for socket I/O.
- * @throws TypeError if `room` is not a string or `msg` is not a string or binary data.
+ * @throws TypeError if `room` is not a string, `msg` is not a string or binary data, or
+ *   `options.except` holds something other than strings.
  * @throws RangeError if `room` is empty or longer than 256 bytes of UTF-8.
  */
-export declare function broadcast(room: string, msg: string | ArrayBufferView | ArrayBuffer | SharedArrayBuffer): number
+export declare function broadcast(room: string, msg: Message, options?: BroadcastOptions): number
+
+/**
+ * Sends `msg` to connection `connId`. An unknown id is not an error.
+ * @returns whether the connection exists (a slow consumer's policy may still drop the message;
+ *   that is counted in `stats()`).
+ * @throws TypeError if `connId` is not a string or `msg` is not a string or binary data.
+ */
+export declare function send(connId: string, msg: Message): boolean
+
+/**
+ * Sends `msg` to every connection of the user `userId` (the `id` their `authorize` returned).
+ * @returns the number of connections it was queued for.
+ * @throws TypeError if `userId` is not a string or `msg` is not a string or binary data.
+ */
+export declare function sendToUser(userId: string, msg: Message): number
+
+/**
+ * Adds connection `connId` to `room` (creating the room). The server decides: `authorize`'s
+ * room rules do not apply.
+ * @returns whether the connection exists.
+ * @throws TypeError / RangeError for a wrong `connId` type or an invalid room name.
+ */
+export declare function join(connId: string, room: string): boolean
+
+/**
+ * Removes connection `connId` from `room` (an emptied room disappears).
+ * @returns whether the connection exists.
+ * @throws TypeError / RangeError for a wrong `connId` type or an invalid room name.
+ */
+export declare function leave(connId: string, room: string): boolean
+
+/**
+ * Closes connection `connId` with `code` (1000, 1001 or 3000–4999) and `reason` (at most 123
+ * bytes of UTF-8): a closing handshake, then the socket is dropped if the client does not answer
+ * within 5 s.
+ * @returns whether the connection existed.
+ */
+export declare function disconnect(connId: string, code?: number, reason?: string): boolean
+
+/** Every room in the process with its number of members. */
+export declare function rooms(): { name: string; size: number }[]
+
+/** The number of members of `room` (0 if it does not exist). */
+export declare function roomSize(room: string): number
+
+/** The members of `room`, in no particular order. */
+export declare function members(room: string): { id: string; user: string | null; data: unknown }[]
+
+/** The number of open connections in the process. */
+export declare function connections(): number

@@ -199,7 +199,7 @@ class Engine extends EventEmitter {
       if (rooms.length > this.#options.maxRoomsPerConnection) {
         throw new RangeError(`roomcast: ${where}: more than ${this.#options.maxRoomsPerConnection} rooms`)
       }
-      rooms.forEach((room, i) => checkRoom(room, where, `rooms[${i}]`))
+      for (const [i, room] of rooms.entries()) checkRoom(room, where, `rooms[${i}]`)
     }
     return { accept: true, user: id, data: json, rooms: rooms && [...new Set(rooms)] }
   }
