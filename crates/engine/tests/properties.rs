@@ -18,6 +18,12 @@ use roomcast_engine::frame::{self, DecodeError, Decoder, Event, OpCode, MAX_CONT
 use roomcast_engine::handshake::{self, rooms_from_url, HandshakePolicy, MAX_ROOM_NAME_BYTES};
 use roomcast_engine::UpgradeRequest;
 
+/// `cases` generated inputs per property, unless `PROPTEST_CASES` says otherwise.
+fn cases(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
+    ProptestConfig { cases, ..ProptestConfig::default() }
+}
+
 // ── The upgrade request ──────────────────────────────────────────────────────────────────────
 
 fn opt_string() -> impl Strategy<Value = Option<String>> {
@@ -25,7 +31,16 @@ fn opt_string() -> impl Strategy<Value = Option<String>> {
 }
 
 fn arbitrary_request() -> impl Strategy<Value = UpgradeRequest> {
-    (any::<String>(), any::<String>(), opt_string(), opt_string(), opt_string(), opt_string(), opt_string(), opt_string())
+    (
+        any::<String>(),
+        any::<String>(),
+        opt_string(),
+        opt_string(),
+        opt_string(),
+        opt_string(),
+        opt_string(),
+        opt_string(),
+    )
         .prop_map(|(method, url, upgrade, connection, key, version, protocol, origin)| UpgradeRequest {
             method,
             url,
@@ -379,46 +394,67 @@ fn encode_client(frame: &RawFrame) -> Vec<u8> {
     out
 }
 
-/// A frame that is well-formed or almost: all opcodes (reserved ones too), reserved bits
-/// sometimes set, sometimes unmasked, payload lengths around the 7-bit and 16-bit boundaries.
-fn almost_valid_frame() -> impl Strategy<Value = RawFrame> {
-    let len = prop_oneof![4 => 0usize..140, 1 => 65_530usize..65_540];
-    (
-        any::<bool>(),
-        prop_oneof![9 => Just(0u8), 1 => 1u8..8],
-        prop_oneof![3 => select(&[0u8, 1, 2, 8, 9, 10][..]), 1 => 0u8..16],
-        prop_oneof![19 => Just(true), 1 => Just(false)],
-        any::<[u8; 4]>(),
-        len,
-        any::<u8>(),
-    )
-        .prop_map(|(fin, rsv, opcode, masked, mask, len, seed)| {
-            let payload = if opcode == 1 || opcode == 0 {
-                // Text of 1- to 4-byte characters, sometimes starting inside one (invalid UTF-8).
-                "aé✓😀".repeat(len / 10 + 2).into_bytes().into_iter().skip(seed as usize % 3).take(len).collect()
-            } else {
-                (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
-            };
-            RawFrame { fin, rsv, opcode, masked, mask, payload }
-        })
-}
-
-proptest! {
-    /// Streams of frames that are valid or nearly so reach deep into the decoder (fragments,
-    /// control frames in between, UTF-8 across fragments, lengths, limits): no panic, and the
-    /// outcome does not depend on how the stream is cut.
-    #[test]
-    fn decoder_never_panics_on_almost_valid_frames(
-        frames in vec(almost_valid_frame(), 1..8),
-        cuts in vec(any::<usize>(), 0..16),
-        max_payload in prop_oneof![1usize..200, Just(65_535usize), Just(1 << 20)],
-    ) {
-        let bytes: Vec<u8> = frames.iter().flat_map(encode_client).collect();
-        let cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
-        let whole = decode_in_chunks(&bytes, &[], max_payload);
-        let chunked = decode_in_chunks(&bytes, &cuts, max_payload);
-        prop_assert_eq!(whole, chunked);
+/// RFC 6455 §5 as a plain function of whole frames: what a server must report for `frames`, up
+/// to the first close frame, and the close code it must fail the connection with, if any.
+fn model_decode(frames: &[RawFrame], max_payload: usize) -> (Vec<Seen>, Option<u16>) {
+    const PROTOCOL: Option<u16> = Some(close_code::PROTOCOL_ERROR);
+    let mut seen = Vec::new();
+    // The message being assembled: (text, bytes so far).
+    let mut message: Option<(bool, Vec<u8>)> = None;
+    for f in frames {
+        if f.rsv != 0 || ![0, 1, 2, 8, 9, 10].contains(&f.opcode) || !f.masked {
+            return (seen, PROTOCOL);
+        }
+        if f.opcode >= 8 {
+            if !f.fin || f.payload.len() > MAX_CONTROL_PAYLOAD {
+                return (seen, PROTOCOL);
+            }
+            match f.opcode {
+                9 => seen.push(Seen::Ping(f.payload.clone())),
+                10 => seen.push(Seen::Pong(f.payload.clone())),
+                _ => {
+                    let body = &f.payload;
+                    if body.len() == 1 {
+                        return (seen, PROTOCOL);
+                    }
+                    let code = (body.len() >= 2).then(|| u16::from_be_bytes([body[0], body[1]]));
+                    if code.is_some_and(|c| !matches!(c, 1000..=1003 | 1007..=1014 | 3000..=4999)) {
+                        return (seen, PROTOCOL);
+                    }
+                    let Ok(reason) = std::str::from_utf8(body.get(2..).unwrap_or(&[])) else {
+                        return (seen, Some(close_code::INVALID_PAYLOAD));
+                    };
+                    seen.push(Seen::Close(code, reason.to_owned()));
+                    return (seen, None);
+                }
+            }
+            continue;
+        }
+        match (f.opcode, &message) {
+            (0, None) | (1 | 2, Some(_)) => return (seen, PROTOCOL),
+            _ => {}
+        }
+        let (text, mut bytes) = message.take().unwrap_or((f.opcode == 1, Vec::new()));
+        if bytes.len() + f.payload.len() > max_payload {
+            return (seen, Some(close_code::MESSAGE_TOO_BIG));
+        }
+        bytes.extend_from_slice(&f.payload);
+        if text {
+            // Invalid as soon as a sequence can no longer become UTF-8; an incomplete character
+            // at the end only when the message ends there.
+            if let Err(e) = std::str::from_utf8(&bytes) {
+                if e.error_len().is_some() || f.fin {
+                    return (seen, Some(close_code::INVALID_PAYLOAD));
+                }
+            }
+        }
+        if f.fin {
+            seen.push(if text { Seen::Text(String::from_utf8(bytes).unwrap()) } else { Seen::Binary(bytes) });
+        } else {
+            message = Some((text, bytes));
+        }
     }
+    (seen, None)
 }
 
 /// A message a client sends, with how it is fragmented and what control frames go in between.
@@ -455,9 +491,28 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
         })
 }
 
-/// The bytes a client sends for `message`, and the events the decoder must report for them.
-fn encode_message(message: &ClientMessage) -> (Vec<u8>, Vec<Seen>) {
-    let mut bytes = Vec::new();
+/// Like [`client_message`], without the 64 KiB payloads (so that many cases run quickly).
+fn small_client_message() -> impl Strategy<Value = ClientMessage> {
+    (
+        prop_oneof![
+            "[aé✓\u{1F600}]{0,40}".prop_map(|s: String| (true, s.into_bytes())),
+            vec(any::<u8>(), 0..200).prop_map(|b| (false, b)),
+        ],
+        vec(any::<usize>(), 0..4),
+        vec((any::<usize>(), any::<bool>(), vec(any::<u8>(), 0..8)), 0..3),
+        vec(any::<[u8; 4]>(), 8),
+    )
+        .prop_map(|((text, payload), splits, controls, masks)| {
+            let mut splits: Vec<usize> = splits.iter().map(|s| s % (payload.len() + 1)).collect();
+            splits.sort_unstable();
+            splits.dedup();
+            ClientMessage { text, payload, splits, controls, masks }
+        })
+}
+
+/// The frames a client sends for `message`, and the events the decoder must report for them.
+fn message_frames(message: &ClientMessage) -> (Vec<RawFrame>, Vec<Seen>) {
+    let mut frames = Vec::new();
     let mut seen = Vec::new();
     let mut bounds = message.splits.clone();
     bounds.push(message.payload.len());
@@ -467,13 +522,19 @@ fn encode_message(message: &ClientMessage) -> (Vec<u8>, Vec<Seen>) {
         for (_, ping, payload) in message.controls.iter().filter(|(at, _, _)| at % fragments == i && i > 0) {
             let opcode = if *ping { OpCode::Ping } else { OpCode::Pong } as u8;
             let mask = message.masks[i % message.masks.len()];
-            bytes.extend(encode_client(&RawFrame { fin: true, rsv: 0, opcode, masked: true, mask, payload: payload.clone() }));
+            frames.push(RawFrame { fin: true, rsv: 0, opcode, masked: true, mask, payload: payload.clone() });
             seen.push(if *ping { Seen::Ping(payload.clone()) } else { Seen::Pong(payload.clone()) });
         }
-        let opcode = if i > 0 { 0 } else if message.text { 1 } else { 2 };
+        let opcode = if i > 0 {
+            0
+        } else if message.text {
+            1
+        } else {
+            2
+        };
         let payload = message.payload[start..end].to_vec();
         let mask = message.masks[(i + 3) % message.masks.len()];
-        bytes.extend(encode_client(&RawFrame { fin: i + 1 == fragments, rsv: 0, opcode, masked: true, mask, payload }));
+        frames.push(RawFrame { fin: i + 1 == fragments, rsv: 0, opcode, masked: true, mask, payload });
         start = end;
     }
     seen.push(if message.text {
@@ -481,7 +542,121 @@ fn encode_message(message: &ClientMessage) -> (Vec<u8>, Vec<Seen>) {
     } else {
         Seen::Binary(message.payload.clone())
     });
-    (bytes, seen)
+    (frames, seen)
+}
+
+/// The bytes a client sends for `message`, and the events the decoder must report for them.
+fn encode_message(message: &ClientMessage) -> (Vec<u8>, Vec<Seen>) {
+    let (frames, seen) = message_frames(message);
+    (frames.iter().flat_map(encode_client).collect(), seen)
+}
+
+/// One way a client can break the rules, applied to one frame of a valid stream.
+#[derive(Debug, Clone)]
+enum Mutation {
+    /// Sets reserved bits (RSV1–3; no extension is negotiated).
+    Rsv(u8),
+    /// Replaces the opcode (reserved ones included, or data ↔ continuation ↔ control).
+    Opcode(u8),
+    /// Sends the frame unmasked.
+    Unmask,
+    /// Flips FIN (a fragmented control frame, a message that never ends or ends early).
+    FlipFin,
+    /// Replaces the payload with `n` bytes (control frames over 125 bytes).
+    Resize(usize),
+    /// Turns the frame into a close frame with this body.
+    Close(Vec<u8>),
+    /// Puts a byte that is never UTF-8 at a position of the payload.
+    BadByte(usize),
+    /// Removes the frame (a continuation with nothing to continue, a message never ended).
+    Remove,
+    /// Sends the frame twice (a second first fragment inside a message).
+    Duplicate,
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let close_body = prop_oneof![
+        Just(Vec::new()),
+        any::<u8>().prop_map(|b| vec![b]),
+        (
+            select(&[1000u16, 1001, 1004, 1005, 1006, 1011, 1012, 1014, 1015, 1016, 2999, 3000, 4999, 5000][..]),
+            vec(any::<u8>(), 0..6)
+        )
+            .prop_map(|(code, reason)| code.to_be_bytes().into_iter().chain(reason).collect()),
+        (select(&[1000u16, 3000][..]), select(&["bye", "✓", "\u{1F600}"][..]))
+            .prop_map(|(code, reason)| { code.to_be_bytes().into_iter().chain(reason.bytes()).collect() }),
+    ];
+    prop_oneof![
+        (1u8..8).prop_map(Mutation::Rsv),
+        (0u8..16).prop_map(Mutation::Opcode),
+        Just(Mutation::Unmask),
+        Just(Mutation::FlipFin),
+        prop_oneof![Just(125usize), Just(126), Just(127), 0usize..140].prop_map(Mutation::Resize),
+        close_body.prop_map(Mutation::Close),
+        any::<usize>().prop_map(Mutation::BadByte),
+        Just(Mutation::Remove),
+        Just(Mutation::Duplicate),
+    ]
+}
+
+fn mutate(frames: &mut Vec<RawFrame>, at: usize, mutation: &Mutation) {
+    if frames.is_empty() {
+        return;
+    }
+    let at = at % frames.len();
+    let frame = &mut frames[at];
+    match mutation {
+        Mutation::Rsv(rsv) => frame.rsv = *rsv,
+        Mutation::Opcode(opcode) => frame.opcode = *opcode,
+        Mutation::Unmask => frame.masked = false,
+        Mutation::FlipFin => frame.fin = !frame.fin,
+        Mutation::Resize(n) => frame.payload = (0..*n).map(|i| b'a' + (i % 26) as u8).collect(),
+        Mutation::Close(body) => {
+            frame.opcode = 8;
+            frame.fin = true;
+            frame.payload = body.clone();
+        }
+        Mutation::BadByte(i) => {
+            if !frame.payload.is_empty() {
+                let i = i % frame.payload.len();
+                frame.payload[i] = 0xFF;
+            }
+        }
+        Mutation::Remove => {
+            frames.remove(at);
+        }
+        Mutation::Duplicate => {
+            let copy = frame.clone();
+            frames.insert(at, copy);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(1024))]
+
+    /// Valid streams with a few rule breaks (reserved bits and opcodes, unmasked frames,
+    /// fragmentation mistakes, big or fragmented control frames, bad close bodies, bytes that
+    /// are never UTF-8, messages over the limit): however the bytes are cut into reads, the
+    /// decoder reports what the model says and fails with the model's close code.
+    #[test]
+    fn decoder_agrees_with_the_model_on_broken_streams(
+        messages in vec(small_client_message(), 1..5),
+        mutations in vec((any::<usize>(), mutation()), 0..3),
+        cuts in vec(any::<usize>(), 0..16),
+        max_payload in prop_oneof![1usize..200, Just(1 << 20)],
+    ) {
+        let mut frames: Vec<RawFrame> = messages.iter().flat_map(|m| message_frames(m).0).collect();
+        for (at, m) in &mutations {
+            mutate(&mut frames, *at, m);
+        }
+        let bytes: Vec<u8> = frames.iter().flat_map(encode_client).collect();
+        let cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        let (seen, result) = decode_in_chunks(&bytes, &cuts, max_payload);
+        let (expected, failure) = model_decode(&frames, max_payload);
+        prop_assert_eq!(seen, expected);
+        prop_assert_eq!(result.map_err(DecodeError::close_code).err(), failure);
+    }
 }
 
 proptest! {
@@ -629,7 +804,11 @@ proptest! {
     #[test]
     fn tungstenite_reads_back_what_the_encoder_writes(
         frames in vec(server_frame(), 1..6),
-        close in (select(&[1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 3000, 4000, 4999][..]), any::<String>()),
+        close in (
+            select(&[1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 3000, 4000, 4999][..]),
+            // Often longer than the 123 bytes a reason may have, in characters of 1 to 4 bytes.
+            prop_oneof![any::<String>(), "[aé✓😀]{20,80}"],
+        ),
         chunks in vec(1usize..5000, 0..6),
     ) {
         use tungstenite::protocol::{Role, WebSocket};
@@ -637,12 +816,17 @@ proptest! {
 
         let mut wire = Vec::new();
         for f in &frames {
-            wire.extend_from_slice(&match f {
-                ServerFrame::Text(s) => frame::encode(OpCode::Text, s.as_bytes()),
-                ServerFrame::Binary(b) => frame::encode(OpCode::Binary, b),
-                ServerFrame::Ping(p) => frame::encode(OpCode::Ping, p),
-                ServerFrame::Pong(p) => frame::encode(OpCode::Pong, p),
-            });
+            let (opcode, payload) = match f {
+                ServerFrame::Text(s) => (OpCode::Text, s.as_bytes()),
+                ServerFrame::Binary(b) => (OpCode::Binary, &b[..]),
+                ServerFrame::Ping(p) => (OpCode::Ping, &p[..]),
+                ServerFrame::Pong(p) => (OpCode::Pong, &p[..]),
+            };
+            let encoded = frame::encode(opcode, payload);
+            // Byte for byte what RFC 6455 §5.2 prescribes: final, unmasked, minimal length.
+            let model = RawFrame { fin: true, rsv: 0, opcode: opcode as u8, masked: false, mask: [0; 4], payload: payload.to_vec() };
+            prop_assert!(encoded[..] == encode_client(&model)[..], "{:?}: header {:02x?}", opcode, &encoded[..encoded.len().min(10)]);
+            wire.extend_from_slice(&encoded);
         }
         let (code, reason) = close;
         let close_frame = frame::encode_close(code, &reason);
