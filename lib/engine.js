@@ -227,7 +227,11 @@ class Engine extends EventEmitter {
     if (name !== 'connection' && name !== 'message' && name !== 'close') return
     // 'newListener' fires before the listener is added, 'removeListener' after it is removed.
     const count = (event) => this.listenerCount(event) + (event === name ? adding : 0)
-    this.#native.setInterest(count('connection') + count('close') > 0, count('message') > 0)
+    const messages = count('message') > 0
+    const lifecycle = messages || count('connection') + count('close') > 0
+    // Without close events the objects could not be forgotten; they are made again on demand.
+    if (!lifecycle) this.#connections.clear()
+    this.#native.setInterest(lifecycle, messages)
   }
 
   /** Takes the engine's waiting events and dispatches them, in order. */
