@@ -6,6 +6,7 @@
 //   GET /control/publish?rooms=&size=&rate=&duration_ms=&batch=
 //                                         → { published, elapsedMs, eventLoopDelay } once done
 //   GET /control/idle?duration_ms=        → { eventLoopDelay } of an idle event loop
+//   GET /control/gc                       → { collected } after a full garbage collection
 //   GET /plain                            → "ok" (the plain route of scenario (g))
 //
 // Payload of each published message (little-endian), then zero padding up to `size`:
@@ -131,6 +132,24 @@ function runIdle(params) {
 }
 
 /**
+ * Runs a full garbage collection, so that scenario (f) can tell memory the connections hold
+ * from garbage the upgrades left behind. Node.js needs --expose-gc for `gc()`; the flag can be
+ * set at run time and the function taken from a new context.
+ */
+function collectGarbage() {
+  if (process.versions.bun) {
+    Bun.gc(true)
+    return Promise.resolve({ collected: true })
+  }
+  if (typeof globalThis.gc !== 'function') {
+    require('node:v8').setFlagsFromString('--expose-gc')
+    globalThis.gc = require('node:vm').runInNewContext('gc')
+  }
+  globalThis.gc()
+  return Promise.resolve({ collected: true })
+}
+
+/**
  * Answers a control request: a promise of the JSON answer, or null when `pathname` is not a
  * control path. `hooks.publish(room, buffer)` publishes; `hooks.connections()` counts the open
  * WebSocket connections.
@@ -148,6 +167,8 @@ function control(pathname, params, hooks) {
       return runPublish(params, hooks.publish)
     case '/control/idle':
       return runIdle(params)
+    case '/control/gc':
+      return collectGarbage()
     default:
       return null
   }

@@ -60,5 +60,5 @@ Options (defaults in brackets):
   --http-conns H [8]        eventloop: HTTP conns --idle-ms [D]           eventloop: idle phase
   --steps 10000,19000       idle: cumulative connection counts          --settle-ms [3000]
   --concurrency [256]       connects in flight   --path [/ws]
-  --src-per-addr [16000]    connections per 127.0.0.x source address     --src-first [1]
+  --src-per-addr [5000]     connections per 127.0.0.x source address      --src-first [1]
 ";

@@ -8,6 +8,8 @@ use std::io;
 pub struct ProcSample {
     /// User + system CPU seconds of every thread of the process (`/proc/<pid>/stat`).
     pub cpu_s: f64,
+    /// The system (kernel) part of `cpu_s`.
+    pub sys_s: f64,
     /// Resident set size, KiB (`VmRSS` of `/proc/<pid>/status`).
     pub rss_kib: u64,
     /// Peak resident set size, KiB (`VmHWM`).
@@ -32,6 +34,7 @@ pub fn process(pid: u32) -> io::Result<ProcSample> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
     let cpu_s = (field(14) + field(15)) as f64 / ticks_per_second();
+    let sys_s = field(15) as f64 / ticks_per_second();
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib = |key: &str| {
         status
@@ -41,7 +44,7 @@ pub fn process(pid: u32) -> io::Result<ProcSample> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    Ok(ProcSample { cpu_s, rss_kib: kib("VmRSS:"), hwm_kib: kib("VmHWM:") })
+    Ok(ProcSample { cpu_s, sys_s, rss_kib: kib("VmRSS:"), hwm_kib: kib("VmHWM:") })
 }
 
 /// CPU seconds (user + system) this process used so far.
@@ -109,6 +112,7 @@ impl Window {
         serde_json::json!({
             "wall_s": wall_s,
             "server_cpu_s": server,
+            "server_sys_s": later.server.sys_s - self.server.sys_s,
             "loadgen_cpu_s": own,
             "loadgen_cpu_pct": if wall_s > 0.0 { 100.0 * own / wall_s } else { 0.0 },
             "other_cpu_s": (busy - server - own).max(0.0),

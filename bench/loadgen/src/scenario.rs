@@ -49,7 +49,7 @@ pub async fn run(args: &Args) -> Result<Value, Error> {
     let setup = Setup {
         server,
         path: args.text("path", "/ws"),
-        src_per_addr: args.get("src-per-addr", 16_000)?,
+        src_per_addr: args.get("src-per-addr", 5_000)?,
         src_first: args.get("src-first", 1)?,
         concurrency: args.get("concurrency", 256)?,
         pid,
@@ -343,6 +343,9 @@ async fn idle(args: &Args, setup: &Setup) -> Result<Value, Error> {
     let settle = Duration::from_millis(args.get("settle-ms", 3000)?);
     let tally = Tally::new(1);
     sleep(settle / 2).await;
+    // The baseline, like every later sample, after a full collection of the garbage so far.
+    get_json(setup.server, "/control/gc", Duration::from_secs(30)).await?;
+    sleep(settle / 2).await;
     let before = Window::now(setup.pid)?;
     let baseline = before.server;
     let mut rows = Vec::new();
@@ -358,11 +361,18 @@ async fn idle(args: &Args, setup: &Setup) -> Result<Value, Error> {
         open_so_far = step;
         sleep(settle).await;
         let sample = procfs::process(setup.pid)?;
+        // Then without the garbage the upgrades left: what the connections themselves hold.
+        get_json(setup.server, "/control/gc", Duration::from_secs(30)).await?;
+        sleep(settle / 2).await;
+        let collected = procfs::process(setup.pid)?;
+        let per_connection = |rss: u64| (rss as f64 - baseline.rss_kib as f64) / step as f64;
         rows.push(json!({
             "connections": step,
             "connect_s": seconds,
             "server_rss_kib": sample.rss_kib,
-            "kib_per_connection": (sample.rss_kib as f64 - baseline.rss_kib as f64) / step as f64,
+            "kib_per_connection": per_connection(sample.rss_kib),
+            "server_rss_after_gc_kib": collected.rss_kib,
+            "kib_per_connection_after_gc": per_connection(collected.rss_kib),
         }));
     }
     let ended = tally.ended.get();
