@@ -2,6 +2,7 @@
 // the packed package, and the errors attach() and broadcast() throw.
 
 import { execFile } from 'node:child_process'
+import crypto from 'node:crypto'
 import { once } from 'node:events'
 import fs from 'node:fs'
 import http from 'node:http'
@@ -18,6 +19,7 @@ import {
   connect,
   nextMessage,
   type Running,
+  rawExchange,
   roomcast,
   startServer,
   terminateClients,
@@ -77,6 +79,65 @@ describe('engine.close()', () => {
     await new Promise((resolve) => running.server.close(resolve))
   })
 
+  it('answers 503 to upgrades that arrive while it is closing', async () => {
+    const running = await startServer()
+    const mute = net.connect(running.port, '127.0.0.1')
+    mute.on('error', () => {})
+    mute.write(upgradeRequest('/ws'))
+    await until(() => running.engine.stats().connections === 1, 'the mute connection')
+    mute.pause() // never answers the close frame: close() waits for its timeout
+    const closing = running.engine.close({ timeoutMs: 1000 })
+    const response = await rawExchange(running.port, upgradeRequest('/ws'))
+    expect(response.toString().startsWith('HTTP/1.1 503 ')).toBe(true)
+    await closing
+    mute.destroy()
+    await new Promise((resolve) => running.server.close(resolve))
+  })
+
+  it('releases a connection that was already closing with a later deadline within timeoutMs', async () => {
+    const running = await startServer({ maxBufferedBytes: 64 * 1024 })
+    const room = uniqueRoom()
+    const slow = net.connect(running.port, '127.0.0.1')
+    slow.on('error', () => {})
+    slow.write(upgradeRequest(`/ws?room=${room}`))
+    await until(() => running.engine.stats().connections === 1, 'the slow connection')
+    slow.pause()
+    const payload = Buffer.alloc(64 * 1024)
+    for (let i = 0; i < 4096 && running.engine.stats().slowConsumerCloses === 0; i++) {
+      roomcast.broadcast(room, payload)
+      if (i % 64 === 0) await new Promise((resolve) => setImmediate(resolve))
+    }
+    // Its closing handshake now runs to a 5 s deadline of its own; close() must not wait for it.
+    expect(running.engine.stats().slowConsumerCloses).toBe(1)
+    const started = Date.now()
+    await running.engine.close({ timeoutMs: 100 })
+    expect(running.engine.stats().connections).toBe(0)
+    expect(Date.now() - started).toBeLessThan(4000)
+    slow.destroy()
+    await new Promise((resolve) => running.server.close(resolve))
+  })
+
+  it('does not hold a libuv thread-pool thread while it waits', async () => {
+    const running = await startServer()
+    const mute = net.connect(running.port, '127.0.0.1')
+    mute.on('error', () => {})
+    mute.write(upgradeRequest('/ws'))
+    await until(() => running.engine.stats().connections === 1, 'the mute connection')
+    mute.pause()
+    // Four waiting closes would take the whole default thread pool, were they run on it.
+    const others = await Promise.all([1, 2, 3].map(() => startServer()))
+    const closing = [running, ...others].map((r) => r.engine.close({ timeoutMs: 3000 }))
+    let closed = false
+    Promise.all(closing).then(() => {
+      closed = true
+    })
+    await promisify(crypto.pbkdf2)('x', 'y', 1, 16, 'sha256') // runs on the thread pool
+    expect(closed).toBe(false)
+    mute.destroy()
+    await Promise.all(closing)
+    for (const r of [running, ...others]) await new Promise((resolve) => r.server.close(resolve))
+  })
+
   it('rejects invalid close options', async () => {
     const running = await server()
     expect(() => running.engine.close({ code: 1005 })).toThrow(RangeError)
@@ -128,10 +189,11 @@ describe('one engine per process', () => {
     const worker = new Worker(fixture('worker-broadcast.cjs'), {
       workerData: { entry, room, message: 'from a worker' },
     })
+    const exited = once(worker, 'exit')
     const [count] = await once(worker, 'message')
     expect(count).toBe(1)
     expect((await received).data.toString()).toBe('from a worker')
-    await once(worker, 'exit')
+    await exited
     ws.terminate()
   })
 

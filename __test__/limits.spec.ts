@@ -113,13 +113,15 @@ describe('slow consumers', () => {
 
 describe('heartbeat', () => {
   it('drops a connection that does not answer pings and counts it; a responsive one stays', async () => {
-    const running = await server({ pingInterval: 100 })
+    const running = await server({ pingInterval: 250 })
     const room = uniqueRoom()
     const silent = await rawUpgraded(running.port, `/ws?room=${room}`) // reads, never answers
+    const silentClosed = once(silent, 'close') // before anything else: it may close at once
+    silent.resume()
     const responsive = await connect(running.url(`?room=${room}`)) // ws answers pings itself
     let pings = 0
     responsive.on('ping', () => pings++)
-    await once(silent, 'close')
+    await silentClosed
     expect(running.engine.stats().pingTimeouts).toBe(1)
     await until(() => pings >= 4, 'four pings to the responsive client')
     expect(responsive.readyState).toBe(WebSocket.OPEN)

@@ -295,7 +295,7 @@ class Engine extends EventEmitter {
     if (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > 0x7fffffff) {
       throw new RangeError(`roomcast: engine.close(): timeoutMs must be a non-negative integer, got ${timeoutMs}`)
     }
-    this.#closing ??= this.#native.close(code, timeoutMs).finally(() => {
+    this.#closing ??= new Promise((resolve) => this.#native.close(code, timeoutMs, resolve)).then(() => {
       this.#server.removeListener('upgrade', this.onUpgrade)
       attached.delete(this.#server)
       // The close events of the last connections.

@@ -316,43 +316,24 @@ impl NativeEndpoint {
         }
     }
 
-    /// Resolves once every connection is released (see `Endpoint::close`).
-    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
-    pub fn close(&self, code: u32, timeout_ms: u32) -> AsyncTask<CloseTask> {
-        AsyncTask::new(CloseTask {
-            endpoint: self.inner.clone(),
-            code: code as u16,
-            timeout: Duration::from_millis(timeout_ms.into()),
-        })
+    /// Closes the endpoint (see `Endpoint::close`) on the engine's runtime, off the JavaScript
+    /// thread and off libuv's thread pool; `done` is called once every connection is released.
+    #[napi(catch_unwind)]
+    pub fn close(&self, code: u32, timeout_ms: u32, done: Function<(), ()>) -> Result<()> {
+        let done = done.build_threadsafe_function::<()>().callee_handled::<false>().build()?;
+        let endpoint = self.inner.clone();
+        let timeout = Duration::from_millis(timeout_ms.into());
+        self.inner.runtime().spawn(async move {
+            endpoint.close(code as u16, timeout).await;
+            done.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        Ok(())
     }
 
     /// Test hook: the next message received by this endpoint panics inside the engine.
     #[napi(catch_unwind)]
     pub fn inject_panic_on_next_message(&self) {
         self.inner.inject_panic_on_next_message();
-    }
-}
-
-/// Runs `Endpoint::close` on the libuv thread pool, off the JavaScript thread.
-pub struct CloseTask {
-    endpoint: Arc<Endpoint>,
-    code: u16,
-    timeout: Duration,
-}
-
-impl Task for CloseTask {
-    type Output = ();
-    type JsValue = ();
-
-    fn compute(&mut self) -> Result<()> {
-        guard("close", || {
-            self.endpoint.close(self.code, self.timeout);
-            Ok(())
-        })
-    }
-
-    fn resolve(&mut self, _env: Env, _output: ()) -> Result<()> {
-        Ok(())
     }
 }
 

@@ -306,6 +306,11 @@ impl State {
         while !self.eof {
             tokio::select! {
                 _ = sleep_until(deadline) => return,
+                _ = self.conn.outbox.notified() => {
+                    if self.conn.outbox.take_command() == Some(Command::Terminate) {
+                        return;
+                    }
+                }
                 ready = fd.readable() => match ready {
                     Ok(mut guard) => {
                         if self.on_readable(&mut guard).is_break() {

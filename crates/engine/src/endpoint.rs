@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use socket2::Socket;
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::{EndpointConfig, RelayPolicy};
@@ -26,8 +26,9 @@ use crate::outbox::OutFrame;
 use crate::registry::RoomName;
 use crate::stats::{add, Stats, StatsSnapshot};
 
-/// After `close()`'s timeout, how long terminated connections get to release their sockets.
-const TERMINATE_GRACE: Duration = Duration::from_secs(1);
+/// After `close()`'s timeout, the most that terminated connections may take to release their
+/// sockets (they do it at once; this only bounds the wait should one not).
+const TERMINATE_GRACE: Duration = Duration::from_secs(5);
 
 /// Identifier of an upgrade waiting for the application's decision.
 pub type PendingId = u64;
@@ -98,7 +99,7 @@ pub struct EndpointShared {
     pub(crate) events: EventQueue,
     admissions: Mutex<Admissions>,
     /// Signalled when the last connection is released.
-    released: Condvar,
+    released: Notify,
     runtime: Option<Handle>,
     /// Test hook: the next message received panics (to prove panics are contained).
     panic_on_next_message: AtomicBool,
@@ -117,7 +118,7 @@ impl EndpointShared {
             stats: Stats::default(),
             events: EventQueue::default(),
             admissions: Mutex::default(),
-            released: Condvar::new(),
+            released: Notify::new(),
             runtime,
             panic_on_next_message: AtomicBool::new(false),
         })
@@ -206,7 +207,7 @@ impl EndpointShared {
             add(&self.stats.connections_closed, 1);
         }
         if admissions.connections.is_empty() {
-            self.released.notify_all();
+            self.released.notify_waiters();
         }
         drop(admissions);
         if self.events.wants_lifecycle() {
@@ -312,10 +313,11 @@ impl Endpoint {
     }
 
     /// Stops accepting (pending upgrades and new ones get 503), starts the closing handshake
-    /// with `code` on every connection, and blocks until all are released: those that have not
-    /// completed the handshake within `timeout` are dropped.
-    pub fn close(&self, code: u16, timeout: Duration) {
-        let deadline = std::time::Instant::now() + timeout + TERMINATE_GRACE;
+    /// with `code` on every connection, and resolves when all are released: those that have not
+    /// completed the handshake within `timeout` (including connections that were already
+    /// closing, with a later deadline of their own) are dropped then.
+    pub async fn close(&self, code: u16, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
         let open: Vec<Arc<Connection>> = {
             let mut admissions = self.shared.admissions.lock();
             admissions.closing = true;
@@ -328,22 +330,48 @@ impl Endpoint {
         for conn in open {
             conn.close(code, "", timeout);
         }
-        let mut admissions = self.shared.admissions.lock();
-        while !admissions.connections.is_empty()
-            && !self.shared.released.wait_until(&mut admissions, deadline).timed_out()
-        {}
-        if !admissions.connections.is_empty() {
-            admissions.connections.values().for_each(|c| c.terminate());
-            let deadline = std::time::Instant::now() + TERMINATE_GRACE;
-            while !admissions.connections.is_empty()
-                && !self.shared.released.wait_until(&mut admissions, deadline).timed_out()
-            {}
+        if !self.wait_released(deadline).await {
+            let remaining: Vec<Arc<Connection>> = self.shared.admissions.lock().connections.values().cloned().collect();
+            remaining.iter().for_each(|c| c.terminate());
+            self.wait_released(tokio::time::Instant::now() + TERMINATE_GRACE).await;
         }
+    }
+
+    /// Waits until no connection is left, or `deadline`; returns whether none is left.
+    async fn wait_released(&self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            // Registered before the check, so a release in between is not missed.
+            let released = self.shared.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if self.shared.admissions.lock().connections.is_empty() {
+                return true;
+            }
+            tokio::select! {
+                _ = &mut released => {}
+                _ = tokio::time::sleep_until(deadline) => return self.shared.admissions.lock().connections.is_empty(),
+            }
+        }
+    }
+
+    /// The runtime the endpoint's connections run on.
+    pub fn runtime(&self) -> &Handle {
+        self.shared.runtime()
     }
 
     /// Test hook: makes the next message received by any connection of this endpoint panic.
     pub fn inject_panic_on_next_message(&self) {
         self.shared.panic_on_next_message.store(true, Relaxed);
+    }
+}
+
+impl Drop for Endpoint {
+    /// An endpoint dropped without `close()` (its JavaScript object collected, its worker gone)
+    /// stops its heartbeat; its connections live on until they end.
+    fn drop(&mut self) {
+        if let Some(heartbeat) = self.heartbeat.lock().take() {
+            heartbeat.abort();
+        }
     }
 }
 

@@ -120,14 +120,19 @@ impl Outbox {
         Some(discarded)
     }
 
-    /// Stops the queue (as [`Outbox::stop`]) and hands `command` to the task. The first command
-    /// wins: returns `None`, and drops `command`, if the connection was already closing.
+    /// Stops the queue (as [`Outbox::stop`]) and hands `command` to the task. Of two closes the
+    /// first wins, but [`Command::Terminate`] always wins, even over a close in progress (so a
+    /// shutdown can end a closing handshake that would otherwise run to its own deadline).
+    /// Returns how many data messages were discarded, or `None` if the connection was already
+    /// closing.
     pub fn command(&self, command: Command) -> Option<usize> {
         let mut queue = self.queue.lock();
-        let discarded = self.stop_locked(&mut queue)?;
-        queue.command = Some(command);
-        self.wake.notify_one();
-        Some(discarded)
+        let discarded = self.stop_locked(&mut queue);
+        if discarded.is_some() || command == Command::Terminate {
+            queue.command = Some(command);
+            self.wake.notify_one();
+        }
+        discarded
     }
 
     /// Moves every queued frame to the back of `into` and returns the pending command, if any.
@@ -135,6 +140,11 @@ impl Outbox {
         let mut queue = self.queue.lock();
         into.append(&mut queue.frames);
         queue.command.take()
+    }
+
+    /// Returns the pending command, if any, leaving the queued frames.
+    pub fn take_command(&self) -> Option<Command> {
+        self.queue.lock().command.take()
     }
 
     /// Records that `bytes` taken earlier were written (or discarded by the writer).
@@ -186,10 +196,13 @@ mod tests {
         assert_eq!(outbox.command(close), Some(1));
         assert_eq!(outbox.unwritten(), 4);
         assert_eq!(outbox.push(frame(1), 100), Push::Closed);
-        assert_eq!(outbox.command(Command::Terminate), None, "first command wins");
+        let again = Command::Close { code: 1000, reason: String::new(), timeout: std::time::Duration::ZERO };
+        assert_eq!(outbox.command(again), None, "the first close wins");
         let mut taken = VecDeque::new();
         assert!(matches!(outbox.take(&mut taken), Some(Command::Close { code: 1008, .. })));
         assert_eq!(taken.len(), 1);
         assert_eq!(&taken[0].bytes[..], b"pong");
+        assert_eq!(outbox.command(Command::Terminate), None, "already closing");
+        assert_eq!(outbox.take_command(), Some(Command::Terminate), "but terminate always wins");
     }
 }

@@ -4,6 +4,10 @@
 //! One registry serves the whole process. Membership changes take the write lock; fan-out takes
 //! the read lock and only clones a reference-counted frame into each member's queue, so a
 //! broadcast never waits on socket I/O.
+//!
+//! Lock order, everywhere in the engine: the registry lock, then a connection's rooms or outbox
+//! lock. Nothing takes the registry lock while holding a connection's lock (relay copies the
+//! sender's room names and lets go of its lock before publishing).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -16,9 +20,32 @@ use crate::connection::{ConnId, Connection};
 /// A room name (1 to 256 bytes of UTF-8), shared between the registry and its members.
 pub type RoomName = Arc<str>;
 
+/// A room's members: a vector for the fan-out to iterate, and each member's place in it, so
+/// that joining and leaving cost O(1) even in rooms of many thousands.
 #[derive(Default)]
 struct Room {
     members: Vec<Arc<Connection>>,
+    index: HashMap<ConnId, usize>,
+}
+
+impl Room {
+    fn add(&mut self, conn: &Arc<Connection>) -> bool {
+        if self.index.contains_key(&conn.id()) {
+            return false;
+        }
+        self.index.insert(conn.id(), self.members.len());
+        self.members.push(conn.clone());
+        true
+    }
+
+    fn remove(&mut self, id: ConnId) -> bool {
+        let Some(at) = self.index.remove(&id) else { return false };
+        self.members.swap_remove(at);
+        if let Some(moved) = self.members.get(at) {
+            self.index.insert(moved.id(), at);
+        }
+        true
+    }
 }
 
 /// Rooms and their members.
@@ -42,10 +69,9 @@ impl Registry {
                 (name.clone(), rooms.entry(name).or_default())
             }
         };
-        if entry.members.iter().any(|m| m.id() == conn.id()) {
+        if !entry.add(conn) {
             return false;
         }
-        entry.members.push(conn.clone());
         // Updated under the registry lock so the two views never disagree.
         conn.rooms_mut().push(name);
         true
@@ -56,8 +82,9 @@ impl Registry {
     pub fn leave(&self, room: &str, conn: &Connection) -> bool {
         let mut rooms = self.rooms.write();
         let Some(entry) = rooms.get_mut(room) else { return false };
-        let Some(index) = entry.members.iter().position(|m| m.id() == conn.id()) else { return false };
-        entry.members.swap_remove(index);
+        if !entry.remove(conn.id()) {
+            return false;
+        }
         if entry.members.is_empty() {
             rooms.remove(room);
         }
@@ -71,7 +98,7 @@ impl Registry {
         let names = std::mem::take(&mut *conn.rooms_mut());
         for name in names {
             if let Some(entry) = rooms.get_mut(&name) {
-                entry.members.retain(|m| m.id() != conn.id());
+                entry.remove(conn.id());
                 if entry.members.is_empty() {
                     rooms.remove(&name);
                 }
@@ -166,6 +193,23 @@ mod tests {
         assert_eq!(registry.fan_out(&["nobody"], &frame, &[]), 0);
         assert_eq!(a.outbox().unwritten(), 4);
         assert_eq!(b.outbox().unwritten(), 12);
+    }
+
+    #[test]
+    fn leaving_keeps_the_other_members_reachable() {
+        let registry = Registry::default();
+        let conns: Vec<_> = (1..=5).map(detached).collect();
+        conns.iter().for_each(|c| assert!(registry.join("r", c)));
+        assert!(registry.leave("r", &conns[0]), "the first: the last member moves into its place");
+        assert!(registry.leave("r", &conns[3]));
+        assert!(!registry.leave("r", &conns[3]));
+        let mut left: Vec<_> = registry.members("r").iter().map(|c| c.id()).collect();
+        left.sort();
+        assert_eq!(left, [2, 3, 5]);
+        for id in [2, 3, 5] {
+            assert!(registry.leave("r", &conns[id as usize - 1]), "member {id} is found");
+        }
+        assert_eq!(registry.room_count(), 0);
     }
 
     #[test]

@@ -40,9 +40,9 @@ pub struct StatsSnapshot {
     pub messages_in: u64,
     /// Data messages written to sockets.
     pub messages_out: u64,
-    /// Bytes read from sockets (frames, after the handshake).
+    /// Bytes read from sockets after the upgrade request (the frames).
     pub bytes_in: u64,
-    /// Bytes written to sockets (frames, after the handshake).
+    /// Bytes written to sockets, the handshake response included.
     pub bytes_out: u64,
     /// Messages not delivered: dropped by the `drop` slow-consumer policy, or discarded from
     /// the queue of a connection that was closed before they were written.
