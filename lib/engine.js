@@ -61,6 +61,7 @@ class Engine extends EventEmitter {
   #options
   #closing = null
   #connections = new Map()
+  #lifecycle = false
   #handoffErrors = 0
   #authorizeErrors = 0
   #logged = false
@@ -227,11 +228,10 @@ class Engine extends EventEmitter {
     if (name !== 'connection' && name !== 'message' && name !== 'close') return
     // 'newListener' fires before the listener is added, 'removeListener' after it is removed.
     const count = (event) => this.listenerCount(event) + (event === name ? adding : 0)
-    const messages = count('message') > 0
-    const lifecycle = messages || count('connection') + count('close') > 0
-    // Without close events the objects could not be forgotten; they are made again on demand.
-    if (!lifecycle) this.#connections.clear()
-    this.#native.setInterest(lifecycle, messages)
+    // Open and close events stay on once anything listened: they keep one Connection object per
+    // connection (identity across events, even with once()), and forget it when it closes.
+    this.#lifecycle ||= adding === 1
+    this.#native.setInterest(this.#lifecycle, count('message') > 0)
   }
 
   /** Takes the engine's waiting events and dispatches them, in order. */
