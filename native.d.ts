@@ -32,8 +32,11 @@ export declare class NativeEndpoint {
    */
   takeEvents(): unknown[]
   stats(): EngineStats
-  /** Resolves once every connection is released (see `Endpoint::close`). */
-  close(code: number, timeoutMs: number): Promise<void>
+  /**
+   * Closes the endpoint (see `Endpoint::close`) on the engine's runtime, off the JavaScript
+   * thread and off libuv's thread pool; `done` is called once every connection is released.
+   */
+  close(code: number, timeoutMs: number, done: () => void): void
   /** Test hook: the next message received by this endpoint panics inside the engine. */
   injectPanicOnNextMessage(): void
 }
