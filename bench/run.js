@@ -26,6 +26,10 @@ const SERVER_STOP_MS = 3_000
 const LOADGEN_SLACK_MS = 240_000
 // A run is marked when the rest of the machine used more than this many cores meanwhile.
 const DISTURBED_CORES = 0.1
+// In the full run, how long after publishing ends the load generator waits for a server that is
+// behind: what has not arrived by then is reported as its backlog ("behind"), not as lost. It
+// keeps a slow server (ws) from stretching the full run past half an hour.
+const FULL_MAX_WAIT_MS = 15_000
 
 // ── the servers ────────────────────────────────────────────────────────────────────────────────
 
@@ -159,6 +163,16 @@ const SCENARIOS = [
 function deliveryMetrics() {
   return [
     { label: 'deliveries/s', get: (r) => r.deliveries_per_s, higher: true, digits: 0 },
+    {
+      // A paced publisher that falls more than 1 s behind its schedule stops (servers/control.js).
+      label: 'paced: messages published, % of the schedule',
+      get: (r) =>
+        r.params?.rate > 0
+          ? (100 * r.published) / Math.round((r.params.rate * r.params.duration_ms) / 1000)
+          : undefined,
+      higher: true,
+      digits: 0,
+    },
     { label: 'server CPU µs per 1,000 deliveries', get: (r) => r.server_cpu_us_per_1k, digits: 0 },
     {
       label: 'kernel share of the server CPU, %',
@@ -178,6 +192,12 @@ function deliveryMetrics() {
       digits: 0,
     },
     { label: 'lost messages (sum over runs)', get: (r) => r.lost, sum: true, digits: 0 },
+    {
+      label: `still queued ${FULL_MAX_WAIT_MS / 1000} s after publishing ended (sum over runs)`,
+      get: (r) => r.behind,
+      sum: true,
+      digits: 0,
+    },
   ]
 }
 
@@ -249,11 +269,27 @@ function pinned(core, argv, pin) {
   return pin ? ['taskset', ['-c', core, ...argv]] : [argv[0], argv.slice(1)]
 }
 
+// The processes this runner started and has not seen exit, ended if the runner is interrupted.
+const children = new Set()
+
+function track(child) {
+  children.add(child)
+  child.on('exit', () => children.delete(child))
+  return child
+}
+
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    for (const child of children) child.kill('SIGKILL')
+    process.exit(130)
+  })
+}
+
 /** Starts a server; resolves with its process, port and pid once it printed its ready line. */
 function startServer(name, options, logFile) {
   const [command, args] = pinned(SERVER_CORE, SERVERS[name].command(), options.pin)
   const out = fs.openSync(logFile, 'a')
-  const child = spawn(command, args, { cwd: BENCH, stdio: ['ignore', 'pipe', out] })
+  const child = track(spawn(command, args, { cwd: BENCH, stdio: ['ignore', 'pipe', out] }))
   fs.closeSync(out)
   return new Promise((resolve, reject) => {
     let buffered = ''
@@ -265,7 +301,7 @@ function startServer(name, options, logFile) {
       clearTimeout(timer)
       reject(error)
     })
-    child.on('exit', (code, signal) => {
+    child.once('exit', (code, signal) => {
       clearTimeout(timer)
       reject(new Error(`${name} exited before it was ready (${code ?? signal}); see ${logFile}`))
     })
@@ -275,6 +311,7 @@ function startServer(name, options, logFile) {
       if (!line) return
       clearTimeout(timer)
       child.removeAllListeners('exit')
+      child.on('exit', () => children.delete(child))
       child.stdout.removeAllListeners('data')
       child.stdout.resume()
       resolve({ child, ...JSON.parse(line) })
@@ -301,7 +338,7 @@ function runLoadgen(scenarioArgs, port, options, logFile, budgetMs) {
   const argv = [LOADGEN, '--port', String(port), ...scenarioArgs.split(' ')]
   const [command, args] = pinned(LOADGEN_CORE, argv, options.pin)
   const err = fs.openSync(logFile, 'a')
-  const child = spawn(command, args, { cwd: BENCH, stdio: ['ignore', 'pipe', err] })
+  const child = track(spawn(command, args, { cwd: BENCH, stdio: ['ignore', 'pipe', err] }))
   fs.closeSync(err)
   let stdout = ''
   child.stdout.on('data', (chunk) => {
@@ -445,11 +482,17 @@ async function main() {
         try {
           server = await startServer(name, options, logFile)
           const budget = durationMsOf(scenarioArgs) + LOADGEN_SLACK_MS
-          entry.report = await runLoadgen(scenarioArgs, server.port, options, logFile, budget)
+          const loadArgs =
+            options.quick || !/--mode (publish|eventloop|relay)/.test(scenarioArgs)
+              ? scenarioArgs
+              : `${scenarioArgs} --max-wait-ms ${FULL_MAX_WAIT_MS}`
+          entry.report = await runLoadgen(loadArgs, server.port, options, logFile, budget)
           entry.disturbed = disturbance(entry.report) > DISTURBED_CORES
           const r = entry.report
-          const broken = r.lost > 0 || r.ended_connections > 0 || r.gaps > 0 || r.malformed > 0
-          if (broken) problems.push(`${where}: lost ${r.lost}, gaps ${r.gaps}, ended ${r.ended_connections}`)
+          const broken = r.lost > 0 || r.behind > 0 || r.ended_connections > 0 || r.gaps > 0 || r.malformed > 0
+          if (broken) {
+            problems.push(`${where}: lost ${r.lost}, behind ${r.behind}, gaps ${r.gaps}, ended ${r.ended_connections}`)
+          }
           log(
             `${where}: ${summary(r)}${entry.disturbed ? ` † (${disturbance(r).toFixed(2)} cores used elsewhere)` : ''}`,
           )
@@ -505,7 +548,7 @@ function summary(r) {
     r.http_requests_per_s === undefined
       ? ''
       : `, http ${Math.round(r.idle.http_requests_per_s)} → ${Math.round(r.http_requests_per_s)} req/s`
-  return `${Math.round(r.deliveries_per_s)} deliveries/s, p99 ${ms(r.latency_us.p99).toFixed(1)} ms, ${Math.round(r.server_cpu_us_per_1k)} µs/1k, lost ${r.lost}, loadgen ${Math.round(r.usage.loadgen_cpu_pct)}%${http}`
+  return `${Math.round(r.deliveries_per_s)} deliveries/s, p99 ${ms(r.latency_us.p99).toFixed(1)} ms, ${Math.round(r.server_cpu_us_per_1k)} µs/1k, lost ${r.lost}${r.behind ? `, behind ${r.behind}` : ''}, loadgen ${Math.round(r.usage.loadgen_cpu_pct)}%${http}`
 }
 
 main().catch((error) => {

@@ -24,6 +24,9 @@ const MAX_SIZE = 65_536
 const MAX_ROOMS = 100_000
 // The event-loop delay histogram's sampling period, ms.
 const EVENT_LOOP_RESOLUTION_MS = 1
+// A paced publisher more than this far behind its schedule when the time is up stops there (it
+// reports how many it published): a server that cannot keep up does not stretch the run.
+const PACED_GRACE_MS = 1000
 
 /**
  * The current CLOCK_MONOTONIC in nanoseconds, as a BigInt. Node.js' `process.hrtime` reads it;
@@ -71,8 +74,9 @@ function startEventLoopMonitor() {
 }
 
 /**
- * Publishes with `publish(roomName, buffer)`: at `rate` messages/s for `duration_ms`, or, at
- * rate 0, as fast as possible for `duration_ms`, `batch` messages per turn of the event loop.
+ * Publishes with `publish(roomName, buffer)`: at `rate` messages/s for `duration_ms` (stopping
+ * PACED_GRACE_MS after that even if behind), or, at rate 0, as fast as possible for
+ * `duration_ms`, `batch` messages per turn of the event loop.
  * Message `i` goes to room `i % rooms` (round-robin). Resolves with what was published.
  */
 function runPublish(params, publish) {
@@ -105,10 +109,11 @@ function runPublish(params, publish) {
       resolve({ published: sent, elapsedMs: performance.now() - started, eventLoopDelay: stopMonitor() })
     if (rate > 0) {
       // Paced: every millisecond, send what is due by now.
+      const stopAt = deadline + PACED_GRACE_MS
       const tick = () => {
         const due = Math.min(limit, Math.floor(((performance.now() - started) * rate) / 1000))
-        while (sent < due) message(sent++)
-        if (sent >= limit) finish()
+        while (sent < due && performance.now() < stopAt) message(sent++)
+        if (sent >= limit || performance.now() >= stopAt) finish()
         else setTimeout(tick, 1)
       }
       tick()

@@ -57,6 +57,7 @@ Options (defaults in brackets):
   --size S [64]             message bytes        --rate R [0]             publishes/s, 0 = as fast as possible
   --duration-ms D [5000]    publishing time      --batch B [8]            publishes per event-loop turn at R = 0
   --send-rate X [10]        relay: msgs/s each   --drain-ms [3000]        wait this long without progress, then count the rest lost
+  --max-wait-ms [120000]    after publishing, stop waiting for deliveries (the rest is reported behind, not lost)
   --http-conns H [8]        eventloop: HTTP conns --idle-ms [D]           eventloop: idle phase
   --steps 10000,19000       idle: cumulative connection counts          --settle-ms [3000]
   --concurrency [256]       connects in flight   --path [/ws]

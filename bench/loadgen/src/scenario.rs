@@ -25,8 +25,22 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Slack on top of the publishing time for a control request.
 const CONTROL_SLACK: Duration = Duration::from_secs(120);
-/// Longest wait for deliveries after publishing, whatever the progress.
+/// Longest wait for deliveries after publishing, whatever the progress (`--max-wait-ms`).
 const MAX_DRAIN: Duration = Duration::from_secs(120);
+
+/// How the wait for deliveries ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Everything expected arrived.
+    Complete,
+    /// Nothing arrived for `--drain-ms`: what is missing is lost.
+    Stalled,
+    /// A connection ended: what is missing is lost.
+    Ended,
+    /// `--max-wait-ms` ran out while deliveries were still arriving: the server is behind, and
+    /// only the sequence gaps seen so far are known to be lost.
+    Cutoff,
+}
 
 struct Setup {
     server: SocketAddrV4,
@@ -145,24 +159,39 @@ fn members(conns: usize, rooms: usize, k: usize) -> u64 {
     (conns / rooms + usize::from(k < conns % rooms)) as u64
 }
 
-/// Waits until `expected` deliveries arrived, or nothing arrived for `drain`.
-async fn await_deliveries(tally: &Tally, expected: u64, drain: Duration) {
-    let hard_stop = Instant::now() + MAX_DRAIN;
+/// Waits until `expected` deliveries arrived, nothing arrived for `drain`, a connection ended,
+/// or `max_wait` passed.
+async fn await_deliveries(tally: &Tally, expected: u64, drain: Duration, max_wait: Duration) -> Outcome {
+    let hard_stop = Instant::now() + max_wait;
     let (mut seen, mut progress_at) = (tally.received.get(), Instant::now());
-    while tally.received.get() < expected && tally.ended.get() == 0 {
+    loop {
+        if tally.received.get() >= expected {
+            return Outcome::Complete;
+        }
+        if tally.ended.get() > 0 {
+            return Outcome::Ended;
+        }
         let now = Instant::now();
         if tally.received.get() != seen {
             (seen, progress_at) = (tally.received.get(), now);
-        } else if now - progress_at > drain || now > hard_stop {
-            return;
+        } else if now - progress_at > drain {
+            return Outcome::Stalled;
+        }
+        if now > hard_stop {
+            return Outcome::Cutoff;
         }
         sleep(Duration::from_millis(2)).await;
     }
 }
 
 /// What every delivery scenario reports.
-fn deliveries(tally: &Tally, expected: u64, start_ns: u64, before: &Window, after: &Window) -> Value {
+fn deliveries(tally: &Tally, expected: u64, outcome: Outcome, start_ns: u64, before: &Window, after: &Window) -> Value {
     let received = tally.received.get();
+    let missing = expected.saturating_sub(received);
+    let (lost, behind) = match outcome {
+        Outcome::Cutoff => (tally.gaps.get().min(missing), missing - tally.gaps.get().min(missing)),
+        _ => (missing, 0),
+    };
     let span = secs(start_ns, tally.last_ns.get().max(start_ns));
     let usage = before.usage(after);
     let server_cpu = usage["server_cpu_s"].as_f64().unwrap_or(0.0);
@@ -171,7 +200,9 @@ fn deliveries(tally: &Tally, expected: u64, start_ns: u64, before: &Window, afte
     json!({
         "expected": expected,
         "received": received,
-        "lost": expected.saturating_sub(received),
+        "outcome": format!("{outcome:?}").to_lowercase(),
+        "lost": lost,
+        "behind": behind,
         "gaps": tally.gaps.get(),
         "reordered": tally.reordered.get(),
         "malformed": tally.malformed.get(),
@@ -206,6 +237,7 @@ async fn publish(args: &Args, setup: &Setup, eventloop: bool) -> Result<Value, E
     let duration_ms: u64 = args.get("duration-ms", 5000)?;
     let batch: usize = args.get("batch", 8)?;
     let drain = Duration::from_millis(args.get("drain-ms", 3000)?);
+    let max_wait = Duration::from_millis(args.get("max-wait-ms", MAX_DRAIN.as_millis() as u64)?);
     check_size(size)?;
     let rooms = rooms.clamp(1, conns.max(1));
 
@@ -257,11 +289,11 @@ async fn publish(args: &Args, setup: &Setup, eventloop: bool) -> Result<Value, E
             members(conns, rooms, k) * (published / rooms as u64 + u64::from((k as u64) < published % rooms as u64))
         })
         .sum();
-    await_deliveries(&tally, expected, drain).await;
+    let outcome = await_deliveries(&tally, expected, drain, max_wait).await;
     let after = Window::now(setup.pid)?;
     tally.finished.set(true);
 
-    let mut result = deliveries(&tally, expected, start_ns, &before, &after);
+    let mut result = deliveries(&tally, expected, outcome, start_ns, &before, &after);
     let publish_s = answer["elapsedMs"].as_f64().unwrap_or(0.0) / 1000.0;
     result["published"] = json!(published);
     result["publish_s"] = json!(publish_s);
@@ -287,6 +319,7 @@ async fn relay(args: &Args, setup: &Setup) -> Result<Value, Error> {
     let send_rate: f64 = args.get("send-rate", 10.0)?;
     let duration_ms: u64 = args.get("duration-ms", 10_000)?;
     let drain = Duration::from_millis(args.get("drain-ms", 3000)?);
+    let max_wait = Duration::from_millis(args.get("max-wait-ms", MAX_DRAIN.as_millis() as u64)?);
     check_size(size)?;
     if send_rate <= 0.0 {
         return Err("--send-rate must be positive".into());
@@ -320,11 +353,11 @@ async fn relay(args: &Args, setup: &Setup) -> Result<Value, Error> {
     }
     let sent: Vec<u64> = tally.sent.borrow().clone();
     let expected: u64 = sent.iter().enumerate().map(|(k, s)| s * members(conns, rooms, k).saturating_sub(1)).sum();
-    await_deliveries(&tally, expected, drain).await;
+    let outcome = await_deliveries(&tally, expected, drain, max_wait).await;
     let after = Window::now(setup.pid)?;
     tally.finished.set(true);
 
-    let mut result = deliveries(&tally, expected, before.at_ns, &before, &after);
+    let mut result = deliveries(&tally, expected, outcome, before.at_ns, &before, &after);
     let sent_total: u64 = sent.iter().sum();
     let sending_s = count as f64 / send_rate;
     result["sent"] = json!(sent_total);
