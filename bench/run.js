@@ -263,6 +263,18 @@ function prepare(options) {
   fs.mkdirSync(path.join(RESULTS, 'logs'), { recursive: true })
 }
 
+/**
+ * The roomcast addon the servers load: its hash and build time. The addon can be rebuilt while a
+ * run goes on (the build unlinks and recreates it); every server start records which one it got.
+ */
+function addonIdentity() {
+  const file = fs.readdirSync(ROOT).find((f) => /^roomcast\..+\.node$/.test(f))
+  if (!file) return 'missing'
+  const bytes = fs.readFileSync(path.join(ROOT, file))
+  const hash = require('node:crypto').createHash('sha256').update(bytes).digest('hex').slice(0, 12)
+  return `${file} sha256:${hash} built ${fs.statSync(path.join(ROOT, file)).mtime.toISOString()}`
+}
+
 // ── processes ──────────────────────────────────────────────────────────────────────────────────
 
 function pinned(core, argv, pin) {
@@ -470,6 +482,7 @@ async function main() {
   log(`logs in ${path.relative(ROOT, logFile)}`)
   const results = {}
   const problems = []
+  const addons = new Set()
   for (const scenario of options.scenarios) {
     results[scenario.id] = Object.fromEntries(options.servers.map((s) => [s, []]))
     const scenarioArgs = options.quick ? scenario.quick : scenario.full
@@ -480,6 +493,7 @@ async function main() {
         fs.appendFileSync(logFile, `\n── ${where}: ${scenarioArgs}\n`)
         let server
         try {
+          if (name === 'roomcast') addons.add(addonIdentity())
           server = await startServer(name, options, logFile)
           const budget = durationMsOf(scenarioArgs) + LOADGEN_SLACK_MS
           const loadArgs =
@@ -508,12 +522,10 @@ async function main() {
       }
     }
   }
-  const output = [
-    `## roomcast benchmark${options.quick ? ' (quick smoke run)' : ''}`,
-    '',
-    machine(options, started),
-    '',
-  ]
+  const output = [`## roomcast benchmark${options.quick ? ' (quick smoke run)' : ''}`, '', machine(options, started)]
+  const head = spawnSync('git', ['log', '-1', '--format=%h %s'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim()
+  output.push(`- roomcast: repository at ${head}; addon ${[...addons].join(', then ') || 'not run'}`, '')
+  if (addons.size > 1) problems.push('the roomcast addon was rebuilt during the run: its rows mix builds')
   output.push(table(results, options), '')
   if (options.servers.includes('roomcast')) {
     output.push(
