@@ -1,6 +1,7 @@
 //! The napi binding of the roomcast engine: converts JavaScript arguments and calls into
-//! `roomcast-engine`. Arguments arrive already validated by `lib/*.js`; this layer only checks
-//! what it must to stay memory-safe. Every function catches panics so none reaches Node.js.
+//! `roomcast-engine`. Arguments arrive already validated by `lib/options.js` and
+//! `lib/validate.js`; this layer only checks what it must to stay memory-safe. Every function
+//! catches panics so none reaches Node.js.
 #![deny(clippy::all)]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -20,7 +21,7 @@ use roomcast_engine::frame::{self, OpCode};
 use roomcast_engine::handshake::HandshakePolicy;
 use roomcast_engine::{
     handoff, Endpoint, EndpointConfig, Engine, RateLimit, RateLimitPolicy, Rejection, RelayPolicy, SlowConsumerPolicy,
-    UpgradeRequest,
+    StatsSnapshot, UpgradeRequest,
 };
 
 /// Options of `attach()`, already validated by `lib/options.js`; absent means the default.
@@ -59,6 +60,21 @@ pub struct UpgradeHeaders {
     pub origin: Option<String>,
 }
 
+impl From<UpgradeHeaders> for UpgradeRequest {
+    fn from(h: UpgradeHeaders) -> Self {
+        UpgradeRequest {
+            method: h.method,
+            url: h.url,
+            upgrade: h.upgrade,
+            connection: h.connection,
+            key: h.key,
+            version: h.version,
+            protocol: h.protocol,
+            origin: h.origin,
+        }
+    }
+}
+
 /// What `adopt` did: `status` 101 (accepted), an HTTP error status (refused), or 0 with
 /// `pendingId` (waiting for `decide`).
 #[napi(object)]
@@ -87,6 +103,30 @@ pub struct EngineStats {
     pub rate_limit_closes: f64,
     pub rate_limit_drops: f64,
     pub abandoned_upgrades: f64,
+}
+
+impl From<StatsSnapshot> for EngineStats {
+    fn from(s: StatsSnapshot) -> Self {
+        EngineStats {
+            connections: s.connections as f64,
+            rooms: s.rooms as f64,
+            messages_in: s.messages_in as f64,
+            messages_out: s.messages_out as f64,
+            bytes_in: s.bytes_in as f64,
+            bytes_out: s.bytes_out as f64,
+            dropped_messages: s.dropped_messages as f64,
+            slow_consumer_closes: s.slow_consumer_closes as f64,
+            protocol_errors: s.protocol_errors as f64,
+            ping_timeouts: s.ping_timeouts as f64,
+            internal_errors: s.internal_errors as f64,
+            connections_opened: s.connections_opened as f64,
+            connections_closed: s.connections_closed as f64,
+            rejected_upgrades: s.rejected_upgrades as f64,
+            rate_limit_closes: s.rate_limit_closes as f64,
+            rate_limit_drops: s.rate_limit_drops as f64,
+            abandoned_upgrades: s.abandoned_upgrades as f64,
+        }
+    }
 }
 
 /// What a connection is, for the JavaScript `Connection` object.
@@ -208,16 +248,7 @@ impl NativeEndpoint {
             let socket = handoff::duplicate(fd).map_err(|e| {
                 Error::new(Status::GenericFailure, format!("roomcast: cannot take over the socket: {e}"))
             })?;
-            let request = UpgradeRequest {
-                method: request.method,
-                url: request.url,
-                upgrade: request.upgrade,
-                connection: request.connection,
-                key: request.key,
-                version: request.version,
-                protocol: request.protocol,
-                origin: request.origin,
-            };
+            let request = UpgradeRequest::from(request);
             Ok(match self.inner.adopt(socket, head, &request, Client { remote_address, authorize }) {
                 Ok(Adopted::Open(_)) => AdoptResult { status: 101, pending_id: None },
                 Ok(Adopted::Pending(id)) => AdoptResult { status: 0, pending_id: Some(id as f64) },
@@ -294,26 +325,7 @@ impl NativeEndpoint {
 
     #[napi(catch_unwind)]
     pub fn stats(&self) -> EngineStats {
-        let s = self.inner.stats();
-        EngineStats {
-            connections: s.connections as f64,
-            rooms: s.rooms as f64,
-            messages_in: s.messages_in as f64,
-            messages_out: s.messages_out as f64,
-            bytes_in: s.bytes_in as f64,
-            bytes_out: s.bytes_out as f64,
-            dropped_messages: s.dropped_messages as f64,
-            slow_consumer_closes: s.slow_consumer_closes as f64,
-            protocol_errors: s.protocol_errors as f64,
-            ping_timeouts: s.ping_timeouts as f64,
-            internal_errors: s.internal_errors as f64,
-            connections_opened: s.connections_opened as f64,
-            connections_closed: s.connections_closed as f64,
-            rejected_upgrades: s.rejected_upgrades as f64,
-            rate_limit_closes: s.rate_limit_closes as f64,
-            rate_limit_drops: s.rate_limit_drops as f64,
-            abandoned_upgrades: s.abandoned_upgrades as f64,
-        }
+        self.inner.stats().into()
     }
 
     /// Closes the endpoint (see `Endpoint::close`) on the engine's runtime, off the JavaScript

@@ -1,45 +1,27 @@
-//! One WebSocket connection: the handle the rest of the engine holds ([`Connection`]) and the
-//! task that owns the socket, reading and decoding client frames and writing the queued ones.
-//!
-//! The task is the only writer of its socket. Everything that wants to send (broadcasts, relays,
-//! pongs, close frames) goes through the connection's [`Outbox`], so frames never interleave.
+//! One WebSocket connection as the rest of the engine holds it: who it is, its rooms, and its
+//! bounded outgoing queue with the slow-consumer policy. The task that owns the socket is in
+//! [`crate::session`]; it is the only writer of the socket, and everything that wants to send
+//! (broadcasts, relays, pongs, close frames) goes through the connection's [`Outbox`], so frames
+//! never interleave.
 
-use std::collections::VecDeque;
-use std::io::{IoSlice, Read};
-use std::net::Shutdown;
-use std::ops::ControlFlow;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
-use socket2::Socket;
-use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
-use tokio::time::{sleep_until, Instant};
 
 use crate::close_code;
-use crate::config::{RateLimitPolicy, SlowConsumerPolicy};
+use crate::config::SlowConsumerPolicy;
 use crate::endpoint::EndpointShared;
-use crate::frame::{self, CloseFrame, Decoder, Event, OpCode};
+use crate::frame::OpCode;
 use crate::outbox::{Command, OutFrame, Outbox, Push};
-use crate::ratelimit::TokenBucket;
 use crate::registry::RoomName;
 use crate::stats::add;
 
 /// Identifier of a connection, unique in the process.
 pub type ConnId = u64;
 
-/// Bytes read per `read` call; the buffer lives on the stack of a synchronous function, so an
-/// idle connection holds no read buffer at all.
-const READ_CHUNK: usize = 64 * 1024;
-/// Reads per wake-up before the task lets writes and other tasks run.
-const MAX_READS_PER_WAKE: usize = 8;
-/// Frames per vectored write.
-const MAX_IOVECS: usize = 64;
-/// After the closing handshake, how long to wait for the client to close its side.
-const LINGER: Duration = Duration::from_secs(2);
 /// A ping with an empty payload, shared by every heartbeat.
 static PING: Bytes = Bytes::from_static(&[0x80 | OpCode::Ping as u8, 0]);
 
@@ -57,12 +39,12 @@ pub struct Identity {
 /// The shared handle of a connection.
 pub struct Connection {
     id: ConnId,
-    endpoint: Arc<EndpointShared>,
+    pub(crate) endpoint: Arc<EndpointShared>,
     identity: Identity,
     outbox: Outbox,
     rooms: Mutex<Vec<RoomName>>,
     /// Set by any inbound bytes, cleared by each heartbeat.
-    alive: AtomicBool,
+    pub(crate) alive: AtomicBool,
     /// Set when the task ends, before the connection leaves its rooms.
     released: AtomicBool,
 }
@@ -127,7 +109,8 @@ impl Connection {
         self.offer(OutFrame { bytes: frame.clone(), data: true })
     }
 
-    fn offer(&self, frame: OutFrame) -> bool {
+    /// Queues a frame under the bound; a refusal applies the slow-consumer policy (counted).
+    pub(crate) fn offer(&self, frame: OutFrame) -> bool {
         let config = &self.endpoint.config;
         let data = frame.data;
         match self.outbox.push(frame, config.max_buffered_bytes) {
@@ -186,341 +169,12 @@ impl Connection {
     }
 }
 
-/// Runs the connection until its socket is released. `head` holds bytes the client sent right
-/// after its upgrade request.
-pub(crate) async fn serve(conn: Arc<Connection>, socket: Socket, head: Bytes) {
-    let mut state = State::new(conn);
-    let Some(fd) = crate::handoff::register(socket) else { return };
-    if !head.is_empty() {
-        add(&state.conn.endpoint.stats.bytes_in, head.len() as u64);
-        state.decode_guarded(&head);
-    }
-    state.run(&fd).await;
-}
-
-/// What the connection's task owns besides the socket. Dropping it releases the connection.
-struct State {
-    conn: Arc<Connection>,
-    decoder: Decoder,
-    /// Frames taken from the outbox and not yet completely written.
-    pending: VecDeque<OutFrame>,
-    /// Bytes of `pending[0]` already written.
-    front_written: usize,
-    write_blocked: bool,
-    /// False once the client's bytes are no longer interpreted (after an error or its close).
-    decoding: bool,
-    close_sent: bool,
-    close_received: bool,
-    eof: bool,
-    deadline: Option<Instant>,
-    /// The code and reason the connection ended with, for the application's close event.
-    close_code: u16,
-    close_reason: String,
-    rate_limit: Option<TokenBucket>,
-}
-
-impl State {
-    fn new(conn: Arc<Connection>) -> State {
-        let config = &conn.endpoint.config;
-        let decoder = Decoder::new(config.max_payload);
-        let rate_limit = config.rate_limit.as_ref().map(|limit| TokenBucket::new(limit, std::time::Instant::now()));
-        State {
-            conn,
-            decoder,
-            pending: VecDeque::new(),
-            front_written: 0,
-            write_blocked: false,
-            decoding: true,
-            close_sent: false,
-            close_received: false,
-            eof: false,
-            deadline: None,
-            close_code: close_code::ABNORMAL,
-            close_reason: String::new(),
-            rate_limit,
-        }
-    }
-
-    async fn run(&mut self, fd: &AsyncFd<Socket>) {
-        let endpoint = self.conn.endpoint.clone();
-        loop {
-            match self.conn.outbox.take(&mut self.pending) {
-                Some(Command::Terminate) => return,
-                Some(Command::Close { code, reason, timeout }) => self.start_close(code, &reason, timeout),
-                None => {}
-            }
-            if !self.write_blocked && self.flush(fd.get_ref()).is_err() {
-                return;
-            }
-            if self.close_sent && self.pending.is_empty() && (self.close_received || !self.decoding) {
-                break;
-            }
-            if self.eof {
-                return;
-            }
-            let deadline = self.deadline;
-            let events = &endpoint.events;
-            // Registered before the check, so a drain in between is not missed.
-            let drained = events.drained();
-            tokio::pin!(drained);
-            drained.as_mut().enable();
-            let paused = self.decoding && events.is_full();
-            tokio::select! {
-                biased;
-                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => return,
-                _ = &mut drained, if paused => {}
-                ready = fd.writable(), if self.write_blocked => match ready {
-                    Ok(mut guard) => match guard.try_io(|fd| write_once(fd.get_ref(), &self.pending, self.front_written)) {
-                        Ok(Ok(written)) => {
-                            self.advance(written);
-                            self.write_blocked = false;
-                        }
-                        Ok(Err(_)) => return,
-                        Err(_would_block) => {}
-                    },
-                    Err(_) => return,
-                },
-                ready = fd.readable(), if !paused => match ready {
-                    Ok(mut guard) => {
-                        if self.on_readable(&mut guard).is_break() {
-                            return;
-                        }
-                    }
-                    Err(_) => return,
-                },
-                _ = self.conn.outbox.notified() => {}
-            }
-        }
-        self.linger(fd).await;
-    }
-
-    /// After a completed closing handshake: send FIN, then wait (briefly) for the client's, so
-    /// that the client sees a clean close and the server does not reset the connection.
-    async fn linger(&mut self, fd: &AsyncFd<Socket>) {
-        if fd.get_ref().shutdown(Shutdown::Write).is_err() {
-            return;
-        }
-        let deadline = Instant::now() + LINGER;
-        let deadline = self.deadline.map_or(deadline, |d| d.min(deadline));
-        self.decoding = false;
-        while !self.eof {
-            tokio::select! {
-                _ = sleep_until(deadline) => return,
-                _ = self.conn.outbox.notified() => {
-                    if self.conn.outbox.take_command() == Some(Command::Terminate) {
-                        return;
-                    }
-                }
-                ready = fd.readable() => match ready {
-                    Ok(mut guard) => {
-                        if self.on_readable(&mut guard).is_break() {
-                            return;
-                        }
-                    }
-                    Err(_) => return,
-                },
-            }
-        }
-    }
-
-    /// Reads what the socket has (a bounded number of times) and decodes it.
-    fn on_readable(&mut self, guard: &mut AsyncFdReadyGuard<'_, Socket>) -> ControlFlow<()> {
-        let mut buf = [0u8; READ_CHUNK];
-        for _ in 0..MAX_READS_PER_WAKE {
-            match guard.try_io(|fd| (&mut fd.get_ref()).read(&mut buf)) {
-                Err(_would_block) => break,
-                Ok(Ok(0)) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(Ok(n)) => {
-                    add(&self.conn.endpoint.stats.bytes_in, n as u64);
-                    self.conn.alive.store(true, Relaxed);
-                    if self.decoding {
-                        self.decode_guarded(&buf[..n]);
-                    }
-                }
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Ok(Err(_)) => return ControlFlow::Break(()),
-            }
-        }
-        ControlFlow::Continue(())
-    }
-
-    /// Decodes client bytes; a panic anywhere in decoding or dispatch closes this connection
-    /// with 1011 instead of unwinding into the runtime.
-    fn decode_guarded(&mut self, bytes: &[u8]) {
-        if catch_unwind(AssertUnwindSafe(|| self.decode(bytes))).is_err() {
-            let endpoint = &self.conn.endpoint;
-            add(&endpoint.stats.internal_errors, 1);
-            self.decoding = false;
-            self.start_close(close_code::INTERNAL_ERROR, "internal error", endpoint.config.close_timeout);
-        }
-    }
-
-    fn decode(&mut self, bytes: &[u8]) {
-        let conn = &self.conn;
-        let stats = &conn.endpoint.stats;
-        let closing = self.close_sent;
-        let rate_limit = &mut self.rate_limit;
-        let mut close: Option<CloseFrame> = None;
-        let mut rate_limited = false;
-        let result = self.decoder.feed(bytes, |event| match event {
-            Event::Message(message) => {
-                add(&stats.messages_in, 1);
-                // After our close frame, data is read but no longer acted upon (RFC 6455 §5.5.1).
-                if closing {
-                    return true;
-                }
-                if let Some(bucket) = rate_limit.as_mut() {
-                    if !bucket.take(std::time::Instant::now()) {
-                        if conn.endpoint.config.rate_limit.is_some_and(|l| l.policy == RateLimitPolicy::Drop) {
-                            add(&stats.rate_limit_drops, 1);
-                            return true;
-                        }
-                        rate_limited = true;
-                        return false;
-                    }
-                }
-                conn.endpoint.on_message(conn, message);
-                true
-            }
-            Event::Ping(payload) => {
-                conn.offer(OutFrame { bytes: frame::encode(OpCode::Pong, &payload), data: false });
-                true
-            }
-            Event::Pong(_) => true,
-            Event::Close(frame) => {
-                close = Some(frame);
-                false
-            }
-        });
-        let timeout = self.conn.endpoint.config.close_timeout;
-        if let Err(error) = result {
-            add(&self.conn.endpoint.stats.protocol_errors, 1);
-            self.decoding = false;
-            self.start_close(error.close_code(), error.reason(), timeout);
-        } else if rate_limited {
-            add(&self.conn.endpoint.stats.rate_limit_closes, 1);
-            self.decoding = false;
-            self.start_close(close_code::POLICY_VIOLATION, "rate limit exceeded", timeout);
-        } else if let Some(frame) = close {
-            self.close_received = true;
-            self.decoding = false;
-            let code = frame.code.unwrap_or(close_code::NO_STATUS);
-            // Echo the client's code (§5.5.1); an empty close is answered with an empty close.
-            self.start_close(code, "", timeout);
-            // The application hears the client's code and reason, not our echo.
-            (self.close_code, self.close_reason) = (code, frame.reason);
-        }
-    }
-
-    /// Queues our close frame after the frame being written and the control bytes already
-    /// queued (the `101` among them), discarding the data messages not yet started.
-    fn start_close(&mut self, code: u16, reason: &str, timeout: Duration) {
-        if self.close_sent {
-            return;
-        }
-        let stats = &self.conn.endpoint.stats;
-        if let Some(discarded) = self.conn.outbox.stop() {
-            add(&stats.dropped_messages, discarded as u64);
-        }
-        let front_started = self.front_written > 0;
-        let (mut index, mut discarded, mut bytes) = (0, 0, 0);
-        self.pending.retain(|f| {
-            let keep = !f.data || (index == 0 && front_started);
-            index += 1;
-            if !keep {
-                discarded += 1;
-                bytes += f.bytes.len();
-            }
-            keep
-        });
-        add(&stats.dropped_messages, discarded);
-        self.conn.outbox.release(bytes);
-        self.conn.outbox.push_unbounded(OutFrame { bytes: frame::encode_close(code, reason), data: false });
-        (self.close_code, self.close_reason) = (code, reason.to_owned());
-        self.close_sent = true;
-        self.deadline = Some(Instant::now() + timeout);
-    }
-
-    /// Writes pending frames until done or the socket would block.
-    fn flush(&mut self, socket: &Socket) -> std::io::Result<()> {
-        while !self.pending.is_empty() {
-            match write_once(socket, &self.pending, self.front_written) {
-                Ok(written) => self.advance(written),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.write_blocked = true;
-                    break;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Accounts for `written` bytes from the front of `pending`.
-    fn advance(&mut self, written: usize) {
-        let mut left = written;
-        let mut messages = 0;
-        while let Some(front) = self.pending.front() {
-            let rest = front.bytes.len() - self.front_written;
-            if left < rest {
-                self.front_written += left;
-                break;
-            }
-            left -= rest;
-            messages += front.data as u64;
-            self.front_written = 0;
-            self.pending.pop_front();
-        }
-        let stats = &self.conn.endpoint.stats;
-        add(&stats.bytes_out, written as u64);
-        add(&stats.messages_out, messages);
-        self.conn.outbox.release(written);
-    }
-}
-
-impl Drop for State {
-    /// Releases the connection: whatever happened (close, error, panic, runtime shutdown), it
-    /// leaves its rooms and the endpoint, and undelivered messages are counted.
-    fn drop(&mut self) {
-        let conn = &self.conn;
-        let stats = &conn.endpoint.stats;
-        if let Some(discarded) = conn.outbox.stop() {
-            add(&stats.dropped_messages, discarded as u64);
-        }
-        add(&stats.dropped_messages, self.pending.iter().filter(|f| f.data).count() as u64);
-        if std::thread::panicking() {
-            add(&stats.internal_errors, 1);
-        }
-        // Released before leaving the rooms: a concurrent join by id then refuses it.
-        conn.mark_released();
-        let engine = conn.endpoint.engine;
-        engine.unregister(conn);
-        engine.registry().leave_all(conn);
-        conn.endpoint.release(conn, self.close_code, std::mem::take(&mut self.close_reason));
-    }
-}
-
-/// One vectored write of the front of `pending`.
-fn write_once(socket: &Socket, pending: &VecDeque<OutFrame>, front_written: usize) -> std::io::Result<usize> {
-    let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-    let mut count = 0;
-    for (i, frame) in pending.iter().take(MAX_IOVECS).enumerate() {
-        let start = if i == 0 { front_written } else { 0 };
-        slices[i] = IoSlice::new(&frame.bytes[start..]);
-        count += 1;
-    }
-    socket.send_vectored(&slices[..count])
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::config::EndpointConfig;
     use crate::engine::Engine;
+    use std::collections::VecDeque;
 
     /// A connection with no socket, for registry and queue tests.
     pub(crate) fn detached(id: ConnId) -> Arc<Connection> {

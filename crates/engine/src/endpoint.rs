@@ -16,14 +16,16 @@ use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::{EndpointConfig, RelayPolicy};
-use crate::connection::{self, ConnId, Connection, Identity};
+use crate::connection::{ConnId, Connection, Identity};
 use crate::engine::Engine;
 use crate::events::{AppEvent, EventQueue};
 use crate::frame::Message;
 use crate::handoff;
 use crate::handshake::{self, Accepted, Rejection, UpgradeRequest};
+use crate::heartbeat;
 use crate::outbox::OutFrame;
 use crate::registry::RoomName;
+use crate::session;
 use crate::stats::{add, Stats, StatsSnapshot};
 
 /// After `close()`'s timeout, the most that terminated connections may take to release their
@@ -181,7 +183,7 @@ impl EndpointShared {
             self.events.push(AppEvent::Open(conn.clone()));
         }
         let id = conn.id();
-        self.runtime().spawn(connection::serve(conn, socket, head));
+        self.runtime().spawn(session::serve(conn, socket, head));
         id
     }
 
@@ -196,6 +198,11 @@ impl EndpointShared {
         let mut admissions = self.admissions.lock();
         admissions.pending.remove(&id);
         admissions.forget_address(address);
+    }
+
+    /// The open connections, at this moment.
+    pub(crate) fn open_connections(&self) -> Vec<Arc<Connection>> {
+        self.admissions.lock().connections.values().cloned().collect()
     }
 
     /// Forgets a connection whose task ended, and tells the application.
@@ -228,7 +235,7 @@ impl Endpoint {
     pub fn new(engine: &'static Engine, config: EndpointConfig, runtime_threads: usize) -> Endpoint {
         let runtime = engine.runtime(runtime_threads).clone();
         let shared = EndpointShared::with_runtime(engine, config, Some(runtime.clone()));
-        let heartbeat = shared.config.ping_interval.map(|period| runtime.spawn(heartbeat(shared.clone(), period)));
+        let heartbeat = shared.config.ping_interval.map(|period| runtime.spawn(heartbeat::run(shared.clone(), period)));
         Endpoint { shared, heartbeat: Mutex::new(heartbeat) }
     }
 
@@ -331,8 +338,7 @@ impl Endpoint {
             conn.close(code, "", timeout);
         }
         if !self.wait_released(deadline).await {
-            let remaining: Vec<Arc<Connection>> = self.shared.admissions.lock().connections.values().cloned().collect();
-            remaining.iter().for_each(|c| c.terminate());
+            self.shared.open_connections().iter().for_each(|c| c.terminate());
             self.wait_released(tokio::time::Instant::now() + TERMINATE_GRACE).await;
         }
     }
@@ -430,23 +436,6 @@ impl PendingUpgrade {
             Decision::Reject(rejection) => {
                 shared.end_pending(self.id, self.tracked_address.as_ref());
                 shared.refuse(socket, &rejection);
-            }
-        }
-    }
-}
-
-/// Pings every connection each `period`; a connection that sent nothing since the previous
-/// ping is dropped and counted.
-async fn heartbeat(shared: Arc<EndpointShared>, period: Duration) {
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let open: Vec<Arc<Connection>> = shared.admissions.lock().connections.values().cloned().collect();
-        for conn in open {
-            if !conn.heartbeat() {
-                add(&shared.stats.ping_timeouts, 1);
-                conn.terminate();
             }
         }
     }

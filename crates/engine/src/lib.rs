@@ -3,9 +3,9 @@
 //! (the `roomcast` crate) converts arguments and calls into this crate.
 //!
 //! Where things are: [`handoff`] takes the socket from Node, [`handshake`] checks the upgrade,
-//! [`connection`] runs one socket, [`frame`] encodes and decodes frames, [`outbox`] bounds what
+//! [`connection`] is a connection's shared handle, [`session`] the task that runs its socket, [`frame`] encodes and decodes frames, [`outbox`] bounds what
 //! waits to be written, [`registry`] holds rooms and does the fan-out, [`broker`] is the boundary
-//! publications cross, [`endpoint`] is one `attach()`, [`engine`] the process-global whole.
+//! publications cross, [`endpoint`] is one `attach()` (with its [`heartbeat`] and [`events`]), [`engine`] the process-global whole.
 #![deny(missing_docs)]
 
 pub mod broker;
@@ -18,9 +18,11 @@ pub mod events;
 pub mod frame;
 pub mod handoff;
 pub mod handshake;
+pub mod heartbeat;
 pub mod outbox;
 pub mod ratelimit;
 pub mod registry;
+pub mod session;
 pub mod stats;
 
 pub use config::{EndpointConfig, RateLimit, RateLimitPolicy, RelayPolicy, SlowConsumerPolicy};
