@@ -61,7 +61,14 @@ describe('slow consumers', () => {
     // behind, while the slow one fills the kernel buffers (a few MiB), then its queue.
     while (running.engine.stats().slowConsumerCloses === 0 && sent < 16_384) {
       for (let i = 0; i < 8; i++, sent++) roomcast.broadcast(room, payload)
-      await until(() => received === sent, 'the healthy client to keep up')
+      await until(
+        () => received === sent || healthy.readyState !== WebSocket.OPEN,
+        'the healthy client to keep up',
+        30_000,
+      )
+      expect(healthy.readyState, `healthy client closed; stats ${JSON.stringify(running.engine.stats())}`).toBe(
+        WebSocket.OPEN,
+      )
     }
     const stats = running.engine.stats()
     expect(stats.slowConsumerCloses).toBe(1)
