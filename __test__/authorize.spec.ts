@@ -10,24 +10,14 @@ import {
   type Running,
   rawExchange,
   roomcast,
+  serverPerTest,
   startServer,
-  terminateClients,
   uniqueRoom,
   until,
   upgradeRequest,
 } from './helpers'
 
-const servers: Running[] = []
-async function server(options: Options) {
-  const running = await startServer(options)
-  servers.push(running)
-  return running
-}
-afterEach(async () => {
-  terminateClients()
-  await Promise.all(servers.splice(0).map((s) => s.stop()))
-  vi.restoreAllMocks()
-})
+const server = serverPerTest()
 
 /** The status line and body of the response to an upgrade request. */
 async function refusal(port: number, path: string, headers: Record<string, string> = {}) {

@@ -8,23 +8,13 @@ import {
   type Options,
   type Running,
   roomcast,
+  serverPerTest,
   startServer,
-  terminateClients,
   uniqueRoom,
   until,
 } from './helpers'
 
-const servers: Running[] = []
-async function server(options: Options = {}) {
-  const running = await startServer(options)
-  servers.push(running)
-  return running
-}
-afterEach(async () => {
-  terminateClients()
-  await Promise.all(servers.splice(0).map((s) => s.stop()))
-  vi.restoreAllMocks()
-})
+const server = serverPerTest()
 
 type Conn = import('../index.js').Connection
 

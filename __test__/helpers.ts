@@ -4,6 +4,7 @@ import { once } from 'node:events'
 import http from 'node:http'
 import { createRequire } from 'node:module'
 import net from 'node:net'
+import { afterEach, vi } from 'vitest'
 import WebSocket from 'ws'
 
 const require = createRequire(import.meta.url)
@@ -177,4 +178,22 @@ export function clientFrame(
   const key = Buffer.from([0x12, 0x34, 0x56, 0x78])
   const masked = Buffer.from(data.map((byte, i) => byte ^ key[i % 4]))
   return Buffer.concat([Buffer.from(head), key, masked])
+}
+
+/**
+ * A `server(options)` factory for a test file: every server it starts, every client
+ * {@link connect} opened and every spy is cleaned up after each test.
+ */
+export function serverPerTest(): (options?: Options) => Promise<Running> {
+  const servers: Running[] = []
+  afterEach(async () => {
+    terminateClients()
+    await Promise.all(servers.splice(0).map((s) => s.stop()))
+    vi.restoreAllMocks()
+  })
+  return async (options = {}) => {
+    const running = await startServer(options)
+    servers.push(running)
+    return running
+  }
 }
