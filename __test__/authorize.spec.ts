@@ -2,20 +2,9 @@
 import { once } from 'node:events'
 import type http from 'node:http'
 import net from 'node:net'
-import { afterEach, describe, expect, it, vi } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import type { AuthorizeResult } from '../index.js'
-import {
-  connect,
-  type Options,
-  type Running,
-  rawExchange,
-  roomcast,
-  serverPerTest,
-  startServer,
-  uniqueRoom,
-  until,
-  upgradeRequest,
-} from './helpers'
+import { connect, rawExchange, roomcast, serverPerTest, uniqueRoom, until, upgradeRequest } from './helpers'
 
 const server = serverPerTest()
 

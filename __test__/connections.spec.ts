@@ -4,17 +4,15 @@ import { once } from 'node:events'
 import http from 'node:http'
 import { createRequire } from 'node:module'
 import path from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import {
   closed,
   collect,
   connect,
   nextMessage,
-  type Options,
   type Running,
   roomcast,
   serverPerTest,
-  startServer,
   uniqueRoom,
   until,
 } from './helpers'

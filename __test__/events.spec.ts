@@ -1,18 +1,7 @@
 // Server-side events: 'connection', 'message', 'close' and 'error', delivered in batches.
 import { once } from 'node:events'
-import { afterEach, describe, expect, it, vi } from 'vitest'
-import {
-  closed,
-  connect,
-  nextMessage,
-  type Options,
-  type Running,
-  roomcast,
-  serverPerTest,
-  startServer,
-  uniqueRoom,
-  until,
-} from './helpers'
+import { describe, expect, it, vi } from 'vitest'
+import { closed, connect, nextMessage, roomcast, serverPerTest, uniqueRoom, until } from './helpers'
 
 const server = serverPerTest()
 

@@ -2,20 +2,9 @@
 
 import { once } from 'node:events'
 import net from 'node:net'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
-import {
-  closed,
-  connect,
-  nextMessage,
-  type Running,
-  roomcast,
-  serverPerTest,
-  startServer,
-  uniqueRoom,
-  until,
-  upgradeRequest,
-} from './helpers'
+import { closed, connect, nextMessage, roomcast, serverPerTest, uniqueRoom, until, upgradeRequest } from './helpers'
 
 const server = serverPerTest()
 
