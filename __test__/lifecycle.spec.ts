@@ -153,6 +153,40 @@ describe('engine.close()', () => {
   })
 })
 
+/** This process's socket descriptors, with whether each is close-on-exec. */
+function sockets(): Map<number, boolean> {
+  const found = new Map<number, boolean>()
+  for (const entry of fs.readdirSync('/proc/self/fd')) {
+    try {
+      if (!fs.readlinkSync(`/proc/self/fd/${entry}`).startsWith('socket:')) continue
+      const flags = /flags:\s+([0-7]+)/.exec(fs.readFileSync(`/proc/self/fdinfo/${entry}`, 'utf8'))
+      found.set(Number(entry), (Number.parseInt(flags?.[1] ?? '0', 8) & 0o2000000) !== 0)
+    } catch {
+      // Closed while listing.
+    }
+  }
+  return found
+}
+
+describe('the socket handoff', () => {
+  it.runIf(process.platform === 'linux')(
+    'keeps one close-on-exec descriptor per connection and closes the one Node had',
+    async () => {
+      const running = await server()
+      const before = sockets()
+      const ws = await connect(running.url())
+      await until(() => running.engine.stats().connections === 1, 'the connection')
+      const added = [...sockets()].filter(([fd]) => !before.has(fd))
+      // The client's socket and the engine's duplicate; Node's own server-side socket is gone.
+      expect(added.length).toBe(2)
+      expect(added.every(([, cloexec]) => cloexec)).toBe(true)
+      ws.terminate()
+      await until(() => running.engine.stats().connections === 0, 'the release')
+      await until(() => sockets().size === before.size, 'both descriptors to be closed')
+    },
+  )
+})
+
 describe('transports', () => {
   it('works on a Unix-domain-socket server', async () => {
     const socketPath = path.join(os.tmpdir(), `roomcast-${process.pid}-${Date.now()}.sock`)
