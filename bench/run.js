@@ -249,12 +249,6 @@ function prepare(options) {
   if (options.servers.includes('bun') && !bunBinary()) throw new Error('the bun binary is missing after npm install')
   log('building the load generator')
   run('cargo', ['build', '--release', '--quiet', '--manifest-path', path.join(BENCH, 'loadgen', 'Cargo.toml')], ROOT)
-  if (options.servers.includes('roomcast')) {
-    const probe = spawnSync(process.execPath, ['-e', 'require(process.argv[1])', ROOT], { encoding: 'utf8' })
-    if (probe.status !== 0) {
-      throw new Error(`roomcast does not load; build the addon first (npm run build at the root):\n${probe.stderr}`)
-    }
-  }
   if (options.pin && spawnSync('taskset', ['-c', SERVER_CORE, 'true']).status !== 0) {
     log('taskset is not usable here: running without pinning')
     options.pin = false
@@ -263,16 +257,39 @@ function prepare(options) {
   fs.mkdirSync(path.join(RESULTS, 'logs'), { recursive: true })
 }
 
+// How long to wait for the addon when a build is under way (it unlinks the addon first).
+const ADDON_WAIT_MS = 180_000
+// What servers/roomcast.js loads of the package.
+const PACKAGE_FILES = ['package.json', 'index.js', 'index.mjs', 'native.js', 'lib']
+
+function addonFile() {
+  return fs.readdirSync(ROOT).find((f) => /^roomcast\..+\.node$/.test(f))
+}
+
 /**
- * The roomcast addon the servers load: its hash and build time. The addon can be rebuilt while a
- * run goes on (the build unlinks and recreates it); every server start records which one it got.
+ * Copies the roomcast package (its JS and the built addon) aside for the run: the addon may be
+ * rebuilt meanwhile, and every roomcast server of a run must load the same build. Returns the
+ * copy's directory and a description of the build (hash and build time).
  */
-function addonIdentity() {
-  const file = fs.readdirSync(ROOT).find((f) => /^roomcast\..+\.node$/.test(f))
-  if (!file) return 'missing'
-  const bytes = fs.readFileSync(path.join(ROOT, file))
+async function snapshotRoomcast(stamp) {
+  const deadline = Date.now() + ADDON_WAIT_MS
+  while (!addonFile()) {
+    if (Date.now() > deadline) throw new Error('no built roomcast addon at the root: run npm run build there first')
+    log('waiting for the roomcast addon (a build is under way?)')
+    await new Promise((resolve) => setTimeout(resolve, 5000))
+  }
+  const dir = path.join(RESULTS, `roomcast-${stamp}`)
+  fs.mkdirSync(dir, { recursive: true })
+  const addon = addonFile()
+  const bytes = fs.readFileSync(path.join(ROOT, addon))
+  fs.writeFileSync(path.join(dir, addon), bytes)
+  for (const name of PACKAGE_FILES) {
+    if (fs.existsSync(path.join(ROOT, name)))
+      fs.cpSync(path.join(ROOT, name), path.join(dir, name), { recursive: true })
+  }
   const hash = require('node:crypto').createHash('sha256').update(bytes).digest('hex').slice(0, 12)
-  return `${file} sha256:${hash} built ${fs.statSync(path.join(ROOT, file)).mtime.toISOString()}`
+  const built = fs.statSync(path.join(ROOT, addon)).mtime.toISOString()
+  return { dir, build: `${addon} sha256:${hash}, built ${built}` }
 }
 
 // ── processes ──────────────────────────────────────────────────────────────────────────────────
@@ -301,7 +318,8 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 function startServer(name, options, logFile) {
   const [command, args] = pinned(SERVER_CORE, SERVERS[name].command(), options.pin)
   const out = fs.openSync(logFile, 'a')
-  const child = track(spawn(command, args, { cwd: BENCH, stdio: ['ignore', 'pipe', out] }))
+  const env = { ...process.env, ROOMCAST_PACKAGE: options.roomcast?.dir ?? ROOT }
+  const child = track(spawn(command, args, { cwd: BENCH, env, stdio: ['ignore', 'pipe', out] }))
   fs.closeSync(out)
   return new Promise((resolve, reject) => {
     let buffered = ''
@@ -478,11 +496,18 @@ async function main() {
   const started = new Date()
   prepare(options)
   const stamp = started.toISOString().replace(/[:.]/g, '-')
+  if (options.servers.includes('roomcast')) {
+    options.roomcast = await snapshotRoomcast(stamp)
+    const probe = spawnSync(process.execPath, ['-e', 'require(process.argv[1])', options.roomcast.dir], {
+      encoding: 'utf8',
+    })
+    if (probe.status !== 0)
+      throw new Error(`roomcast does not load; build the addon first (npm run build at the root):\n${probe.stderr}`)
+  }
   const logFile = path.join(RESULTS, 'logs', `${stamp}.log`)
   log(`logs in ${path.relative(ROOT, logFile)}`)
   const results = {}
   const problems = []
-  const addons = new Set()
   for (const scenario of options.scenarios) {
     results[scenario.id] = Object.fromEntries(options.servers.map((s) => [s, []]))
     const scenarioArgs = options.quick ? scenario.quick : scenario.full
@@ -493,7 +518,6 @@ async function main() {
         fs.appendFileSync(logFile, `\n── ${where}: ${scenarioArgs}\n`)
         let server
         try {
-          if (name === 'roomcast') addons.add(addonIdentity())
           server = await startServer(name, options, logFile)
           const budget = durationMsOf(scenarioArgs) + LOADGEN_SLACK_MS
           const loadArgs =
@@ -524,8 +548,8 @@ async function main() {
   }
   const output = [`## roomcast benchmark${options.quick ? ' (quick smoke run)' : ''}`, '', machine(options, started)]
   const head = spawnSync('git', ['log', '-1', '--format=%h %s'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim()
-  output.push(`- roomcast: repository at ${head}; addon ${[...addons].join(', then ') || 'not run'}`, '')
-  if (addons.size > 1) problems.push('the roomcast addon was rebuilt during the run: its rows mix builds')
+  output.push(`- roomcast: repository at ${head}; ${options.roomcast?.build ?? 'not run'}`, '')
+  if (options.roomcast) fs.rmSync(options.roomcast.dir, { recursive: true, force: true })
   output.push(table(results, options), '')
   if (options.servers.includes('roomcast')) {
     output.push(

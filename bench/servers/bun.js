@@ -29,6 +29,8 @@ const server = Bun.serve({
     if (url.pathname === '/plain') return new Response('ok')
     const answer = control(url.pathname, url.searchParams, hooks)
     if (answer === null) return new Response('not found', { status: 404 })
+    // A publish request is answered when publishing ends: past Bun's 10 s HTTP idle timeout.
+    server.timeout(req, 0)
     return answer.then(
       (body) => json(200, body),
       (error) => json(400, { error: error.message }),

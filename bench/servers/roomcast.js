@@ -4,7 +4,9 @@
 'use strict'
 
 const http = require('node:http')
-const { attach, broadcast } = require('../..')
+// The package at the repository root. The runner points ROOMCAST_PACKAGE at a copy of it taken
+// when a run starts, so that rebuilding the addon meanwhile neither breaks the run nor mixes builds.
+const { attach, broadcast } = require(process.env.ROOMCAST_PACKAGE ?? '../..')
 const { handleNodeHttp, ready } = require('./control.js')
 
 const hooks = {
