@@ -1,5 +1,6 @@
-// `npm test`: builds the addon, checks formatting and lints, runs cargo test and vitest, and
-// closes with one plain summary line ("tests: N passed, N failed").
+// `npm test`: builds the addon, checks formatting and lints, runs cargo test, vitest and the
+// Autobahn cases (compared with docs/autobahn/summary.json), and closes with one plain summary
+// line ("tests: N passed, N failed").
 'use strict'
 
 const { spawnSync } = require('node:child_process')
@@ -37,6 +38,8 @@ for (const match of cargo.matchAll(/test result: \w+\. (\d+) passed; (\d+) faile
 const report = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'roomcast-vitest-')), 'report.json')
 step('vitest', 'npx', ['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`])
 const vitest = JSON.parse(fs.readFileSync(report, 'utf8'))
+
+step('autobahn', 'node', ['autobahn/run.js', '--check'])
 
 const passed = cargoPassed + vitest.numPassedTests
 const failed = cargoFailed + vitest.numFailedTests
