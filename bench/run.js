@@ -130,10 +130,11 @@ const SCENARIOS = [
   },
   {
     id: 'g',
-    title: '(g) event-loop impact: HTTP GET /plain (8 keep-alive connections) on the same process, idle vs. during (b)',
-    full: '--mode eventloop --conns 1000 --rooms 1 --size 64 --rate 200 --duration-ms 5000 --idle-ms 5000 --http-conns 8',
+    title:
+      '(g) event-loop impact: HTTP GET /plain (64 keep-alive connections) on the same process, idle vs. during (b)',
+    full: '--mode eventloop --conns 1000 --rooms 1 --size 64 --rate 200 --duration-ms 5000 --idle-ms 5000 --http-conns 64',
     quick:
-      '--mode eventloop --conns 100 --rooms 1 --size 64 --rate 100 --duration-ms 1000 --idle-ms 1000 --http-conns 4',
+      '--mode eventloop --conns 100 --rooms 1 --size 64 --rate 100 --duration-ms 1000 --idle-ms 1000 --http-conns 16',
     metrics: [
       { label: 'HTTP requests/s, idle', get: (r) => r.idle?.http_requests_per_s, higher: true, digits: 0 },
       { label: 'HTTP requests/s during (b)', get: (r) => r.http_requests_per_s, higher: true, digits: 0 },

@@ -7,9 +7,11 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use hdrhistogram::Histogram;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 
@@ -171,15 +173,37 @@ impl Client {
             }
             scratch[..start].copy_from_slice(&self.carry);
             self.carry.clear();
-            let read = match stream.try_read(&mut scratch[start..]) {
+            let space = &mut scratch[start..];
+            let mut read = 0;
+            // A short read drained the socket: report it as WouldBlock so that tokio clears the
+            // readiness now, instead of after one more read() that would only return EAGAIN.
+            // (The socket is edge-triggered: bytes arriving later raise readiness again.)
+            let result = stream.try_io(Interest::READABLE, || {
+                // SAFETY: `space` is a writable buffer of `space.len()` bytes.
+                let n = unsafe { libc::read(stream.as_raw_fd(), space.as_mut_ptr().cast(), space.len()) };
+                match n {
+                    n if n < 0 => Err(io::Error::last_os_error()),
+                    n if (n as usize) < space.len() && n > 0 => {
+                        read = n as usize;
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    n => Ok(n as usize),
+                }
+            });
+            match result {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed by the server")),
-                Ok(n) => n,
+                Ok(n) => read = n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && read > 0 => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.carry.extend_from_slice(&scratch[..start]);
                     return Ok(());
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    self.carry.extend_from_slice(&scratch[..start]);
+                    return Ok(());
+                }
                 Err(e) => return Err(e),
-            };
+            }
             let full = start + read == scratch.len();
             // One timestamp per read: every message in it arrived at the same time.
             let consumed = self.parse_all(&scratch[..start + read], mono_ns(), tally)?;
