@@ -22,7 +22,7 @@ mkdir -p "$out"
 stamp="$server-$tool-$(date +%Y%m%dT%H%M%S)"
 
 case $server in
-  bun) bun=$(ls node_modules/@oven/bun-linux-x64/bin/bun node_modules/bun/bin/bun.exe 2>/dev/null | head -1)
+  bun) for bun in node_modules/@oven/bun-linux-x64/bin/bun node_modules/bun/bin/bun.exe; do [ -x "$bun" ] && break; done
        command=("$bun" servers/bun.js) ;;
   roomcast | ws | uws) command=(node servers/$server.js)
        [ "$tool" = perf ] && command=(node --perf-basic-prof servers/$server.js) ;;
@@ -55,8 +55,11 @@ taskset -c 1 "$loadgen" --port "$port" "$@" >"$out/$stamp.report.json" &
 load=$!
 case $tool in
   perf)
-    # Sample once every connection is open, for the rest of the run (at most 60 s).
-    for _ in $(seq 300); do [ "$(connections)" -ge "$conns" ] && break; sleep 0.2; done
+    # Sample once every connection is open (from the start for --mode connect), for the rest of
+    # the run (at most 60 s).
+    if [[ " $* " != *" --mode connect "* ]]; then
+      for _ in $(seq 300); do [ "$(connections)" -ge "$conns" ] && break; sleep 0.2; done
+    fi
     timeout --signal=INT 60 perf record -e cpu-clock -F 1999 -g -p "$pid" -o "$out/$stamp.perf.data" 2>/dev/null &
     recorder=$!
     wait "$load"; kill -INT "$recorder" 2>/dev/null || true; wait "$recorder" || true

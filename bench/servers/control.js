@@ -2,7 +2,7 @@
 // the messages. A server script wires these to its own HTTP and WebSocket API, the way its users
 // would write it; everything the load generator measures goes through here.
 //
-//   GET /control/info                     → { pid, runtime, connections }
+//   GET /control/info                     → { pid, runtime, connections, memory }
 //   GET /control/publish?rooms=&size=&rate=&duration_ms=&batch=
 //                                         → { published, elapsedMs, eventLoopDelay } once done
 //   GET /control/idle?duration_ms=        → { eventLoopDelay } of an idle event loop
@@ -167,6 +167,7 @@ function control(pathname, params, hooks) {
         name: hooks.name,
         runtime: process.versions.bun ? `bun ${process.versions.bun}` : `node ${process.versions.node}`,
         connections: hooks.connections(),
+        memory: process.memoryUsage(),
       })
     case '/control/publish':
       return runPublish(params, hooks.publish)
