@@ -1,6 +1,6 @@
-// `npm test`: builds the addon, checks formatting and lints, runs cargo test, vitest and the
-// Autobahn cases (compared with docs/autobahn/summary.json), and closes with one plain summary
-// line ("tests: N passed, N failed").
+// `npm test`: builds the addon, checks formatting and lints, runs cargo test, vitest, the
+// Autobahn cases (compared with docs/autobahn/summary.json) and the benchmark's smoke run
+// (nothing lost; no timing), and closes with one plain summary line ("tests: N passed, N failed").
 'use strict'
 
 const { spawnSync } = require('node:child_process')
@@ -40,6 +40,7 @@ step('vitest', 'npx', ['vitest', 'run', '--reporter=default', '--reporter=json',
 const vitest = JSON.parse(fs.readFileSync(report, 'utf8'))
 
 step('autobahn', 'node', ['autobahn/run.js', '--check'])
+step('benchmark smoke run', 'node', ['bench/run.js', '--quick'])
 
 const passed = cargoPassed + vitest.numPassedTests
 const failed = cargoFailed + vitest.numFailedTests
