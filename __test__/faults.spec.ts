@@ -119,7 +119,7 @@ describe('abrupt faults', () => {
       Array.from({ length: 10 }, (_, i) => rawUpgraded(running.port, `/ws?room=${room}`, `127.0.0.${2 + i}`)),
     )
     for (const { socket } of doomed) socket.pause() // their buffers fill: frames stay half written
-    const COUNT = 40
+    const COUNT = 48
     // Each healthy client checks that message i starts with i; resolves with how many it got.
     const received = healthy.map(
       (ws) =>
@@ -133,9 +133,10 @@ describe('abrupt faults', () => {
         }),
     )
     const payload = (i: number) => `${i}`.padEnd(256 * 1024, '.')
-    for (let i = 0; i < COUNT / 2; i++) expect(roomcast.broadcast(room, payload(i))).toBe(20)
+    // 8 MiB before the resets: more than the kernel buffers of a client that does not read take.
+    for (let i = 0; i < 32; i++) expect(roomcast.broadcast(room, payload(i))).toBe(20)
     await Promise.all(doomed.map(({ socket }) => reset(socket)))
-    for (let i = COUNT / 2; i < COUNT; i++) roomcast.broadcast(room, payload(i))
+    for (let i = 32; i < COUNT; i++) roomcast.broadcast(room, payload(i))
     expect(await Promise.all(received)).toEqual(healthy.map(() => COUNT))
     await until(() => running.engine.stats().connections === 10, 'the reset connections released')
     const stats = running.engine.stats()
@@ -283,7 +284,7 @@ describe('host process', () => {
       expect(result.stderr).not.toMatch(/panic|abort|segmentation|fatal|core dumped/i)
       expect({ code: result.code, signal: result.signal }).toEqual({ code: 42, signal: null })
       // 'closing' exits while engine.close() waits up to 5 s for the clients: exit must not wait.
-      expect(Date.now() - started).toBeLessThan(4000)
+      if (mode === 'closing') expect(Date.now() - started).toBeLessThan(4500)
     })
   }
 
