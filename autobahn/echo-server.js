@@ -39,7 +39,10 @@ function stop() {
   stopping = true
   const stats = engine.stats()
   process.stderr.write(`echo server stats: ${JSON.stringify(stats)}\n`)
-  engine.close({ timeoutMs: 1000 }).finally(() => server.close(() => process.exit(0)))
+  server.close()
+  // Exit once the engine has closed its connections, and in any case within 3 s.
+  setTimeout(() => process.exit(0), 3000).unref()
+  engine.close({ timeoutMs: 1000 }).finally(() => process.exit(0))
 }
 process.on('SIGTERM', stop)
 process.on('SIGINT', stop)

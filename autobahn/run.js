@@ -164,7 +164,14 @@ async function main() {
   try {
     status = await runKosoku(address)
   } finally {
+    const exited =
+      server.exitCode === null && server.signalCode === null
+        ? new Promise((resolve) => server.once('exit', resolve))
+        : Promise.resolve()
     server.kill('SIGTERM')
+    const timer = setTimeout(() => server.kill('SIGKILL'), 5000)
+    await exited
+    clearTimeout(timer)
   }
   const indexFile = path.join(reports, 'index.json')
   if (!fs.existsSync(indexFile)) fail(`kosoku wrote no report (exit ${status})`)
