@@ -40,6 +40,19 @@ step('vitest', 'npx', ['vitest', 'run', '--reporter=default', '--reporter=json',
 const vitest = JSON.parse(fs.readFileSync(report, 'utf8'))
 
 step('autobahn', 'node', ['autobahn/run.js', '--check'])
+// The libFuzzer targets need a nightly toolchain and cargo-fuzz (.ci/run installs it when a nightly
+// is there): 30 s each, starting from the committed corpus; new inputs go to target/, not the tree.
+if (spawnSync('cargo', ['+nightly', 'fuzz', '--version'], { cwd: root }).status === 0) {
+  for (const target of ['decoder', 'handshake', 'encode_roundtrip']) {
+    const scratch = path.join('target', 'fuzz-corpus', target)
+    fs.mkdirSync(path.join(root, scratch), { recursive: true })
+    const corpus = path.join('crates', 'engine', 'fuzz', 'corpus', target)
+    const args = ['+nightly', 'fuzz', 'run', '--fuzz-dir', 'crates/engine/fuzz', target, scratch, corpus]
+    step(`fuzz ${target}`, 'cargo', [...args, '--', '-max_total_time=30'])
+  }
+} else {
+  console.log('\n── fuzz: skipped (no nightly toolchain with cargo-fuzz; see docs/reliability.md)')
+}
 step('benchmark smoke run', 'node', ['bench/run.js', '--quick'])
 
 const passed = cargoPassed + vitest.numPassedTests
