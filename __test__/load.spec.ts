@@ -209,10 +209,12 @@ describe('slow consumers', () => {
     expect(maxGrowth).toBeLessThan(SLOW * BOUND + MARGIN)
     expect(stats.slowConsumerCloses).toBe(SLOW)
     expect(stats.droppedMessages).toBeGreaterThanOrEqual(SLOW)
-    // Each one, once it reads, finds what fitted in the buffers and then a 1008 close frame (the
-    // server waits for the closing handshake, up to its close timeout, before dropping it).
+    // Each one, once it reads, finds what fitted in the buffers and then a 1008 close frame: the
+    // server waits for the closing handshake up to its close timeout (5 s), then drops it. One
+    // that comes back later (a slow flood on a busy machine) finds the connection ended (1006).
     const codes = await Promise.all(slow.map((socket) => readUntilCloseFrame(socket, 20_000)))
-    expect(codes).toEqual(slow.map(() => 1008))
+    const expected = ms < 4000 ? [1008] : [1008, 1006]
+    expect(codes.filter((code) => !expected.includes(code))).toEqual([])
     for (const socket of slow) socket.destroy()
     await until(() => running.engine.stats().connections === HEALTHY, 'the slow consumers released')
   }, 240_000)
