@@ -62,6 +62,9 @@ pub struct EventQueue {
     wake: Mutex<Option<Arc<Wake>>>,
     lifecycle: AtomicBool,
     messages: AtomicBool,
+    /// Whether the queue is past a high-water mark: read by every connection task on each turn,
+    /// so it is an atomic rather than a look under the queue's lock.
+    full: AtomicBool,
     /// Signalled each time the application takes the queue.
     drained: Notify,
 }
@@ -98,6 +101,9 @@ impl EventQueue {
                 queue.bytes += payload.len();
             }
             queue.events.push(event);
+            if queue.bytes >= HIGH_WATER_BYTES || queue.events.len() >= HIGH_WATER_EVENTS {
+                self.full.store(true, Relaxed);
+            }
             queue.events.len() == 1
         };
         if was_empty {
@@ -119,6 +125,7 @@ impl EventQueue {
         let events = {
             let mut queue = self.queue.lock();
             queue.bytes = 0;
+            self.full.store(false, Relaxed);
             std::mem::take(&mut queue.events)
         };
         self.drained.notify_waiters();
@@ -127,8 +134,7 @@ impl EventQueue {
 
     /// Whether connection tasks should stop reading until the application takes the queue.
     pub(crate) fn is_full(&self) -> bool {
-        let queue = self.queue.lock();
-        queue.bytes >= HIGH_WATER_BYTES || queue.events.len() >= HIGH_WATER_EVENTS
+        self.full.load(Relaxed)
     }
 
     /// Resolves at the next [`EventQueue::take`].

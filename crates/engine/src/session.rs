@@ -109,11 +109,14 @@ impl State {
             }
             let deadline = self.deadline;
             let events = &endpoint.events;
-            // Registered before the check, so a drain in between is not missed.
             let drained = events.drained();
             tokio::pin!(drained);
-            drained.as_mut().enable();
-            let paused = self.decoding && events.is_full();
+            // Only when the application's queue is full: registered, then checked again, so a
+            // drain in between is not missed (and the common turn takes no lock for it).
+            let paused = self.decoding && events.is_full() && {
+                drained.as_mut().enable();
+                events.is_full()
+            };
             tokio::select! {
                 biased;
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => return,
