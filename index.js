@@ -4,7 +4,7 @@
 const { attach, Engine } = require('./lib/engine.js')
 const { broadcast, send, sendToUser } = require('./lib/messages.js')
 const { Connection, join, leave, disconnect, connections } = require('./lib/connections.js')
-const { rooms, roomSize, members } = require('./lib/rooms.js')
+const { rooms, roomSize, members, presence, history } = require('./lib/rooms.js')
 
 module.exports = {
   attach,
@@ -17,6 +17,8 @@ module.exports = {
   rooms,
   roomSize,
   members,
+  presence,
+  history,
   connections,
   Engine,
   Connection,

@@ -14,6 +14,8 @@ export const {
   rooms,
   roomSize,
   members,
+  presence,
+  history,
   connections,
   Engine,
   Connection,

@@ -24,11 +24,17 @@ export declare class NativeEndpoint {
   /** The application's decision on a pending upgrade; false if it is no longer pending. */
   decide(pendingId: number, accept: boolean, user: string | undefined | null, data: string | undefined | null, rooms: Array<string> | undefined | null, status: number, message: string): boolean
   /** Which events the application listens to. */
-  setInterest(lifecycle: boolean, messages: boolean): void
+  setInterest(lifecycle: boolean, messages: boolean, presence: boolean): void
   /**
-   * Every waiting event, flattened in records of four:
-   * `[0, id, info, undefined]` open, `[1, id, payload, isBinary]` message,
-   * `[2, id, code, reason]` close.
+   * The application's decision on a `join` request: 1 allow, 0 deny, 2 failed. False if it
+   * is no longer waiting.
+   */
+  decideJoin(id: number, verdict: number): boolean
+  /**
+   * Every waiting event, flattened in records of five:
+   * `[0, id, info]` open, `[1, id, payload, isBinary, room?]` message,
+   * `[2, id, code, reason]` close, `[3, id, requestId, room]` join request,
+   * `[4, room, joined, user, data?]` presence.
    */
   takeEvents(): unknown[]
   stats(): EngineStats
@@ -69,6 +75,8 @@ export interface ConnectionInfo {
   /** JSON text. */
   data?: string
   remoteAddress?: string
+  /** `'roomcast.v1'`, or `''` for raw mode. */
+  protocol: string
 }
 
 /** The rooms of connection `id`, or null if it does not exist. */
@@ -97,6 +105,10 @@ export interface EndpointOptions {
   maxMessagesPerSecond?: number
   maxBurst?: number
   rateLimit?: string
+  /** Whether the application has an `authorizeJoin`. */
+  authorizeJoin?: boolean
+  /** Process-wide room settings, when this `attach()` sets them. */
+  rooms?: RoomsOptions
 }
 
 /** `engine.stats()`. */
@@ -118,6 +130,38 @@ export interface EngineStats {
   rateLimitCloses: number
   rateLimitDrops: number
   abandonedUpgrades: number
+  requestErrors: number
+}
+
+/** A page of `room`'s history (see `Registry::history`), or null when it keeps none. */
+export declare function history(room: string, sinceEpoch?: string | undefined | null, sinceOffset?: number | undefined | null, limit?: number | undefined | null): HistoryResult | null
+
+/** One message of a room's history. */
+export interface HistoryMessage {
+  offset: number
+  payload: Buffer
+  text: boolean
+}
+
+/** History limits; `size` 0 keeps none. */
+export interface HistoryOptions {
+  size: number
+  ttlMs: number
+}
+
+/** History limits for the rooms starting with `prefix`. */
+export interface HistoryPrefix {
+  prefix: string
+  size: number
+  ttlMs: number
+}
+
+/** A page of a room's history. */
+export interface HistoryResult {
+  epoch: string
+  offset: number
+  recovered: boolean
+  messages: Array<HistoryMessage>
 }
 
 /** Adds connection `id` to `room`; false if the connection does not exist. */
@@ -128,6 +172,17 @@ export declare function leaveRoom(id: number, room: string): boolean
 
 /** Every room with its size. */
 export declare function listRooms(): Array<RoomInfo>
+
+/** The presence of `room`: its members, or null when the room keeps no presence. */
+export declare function presence(room: string): Array<PresenceMember> | null
+
+/** A member of a presence room. */
+export interface PresenceMember {
+  user: string
+  /** JSON text. */
+  data?: string
+  connections: number
+}
 
 /** A room and its number of members. */
 export interface RoomInfo {
@@ -140,6 +195,14 @@ export declare function roomMembers(room: string): Array<ConnectionInfo>
 
 /** Members of `room` across the process. */
 export declare function roomSize(room: string): number
+
+/** `attach()`'s room settings, already validated. */
+export interface RoomsOptions {
+  history?: HistoryOptions
+  historyPrefixes: Array<HistoryPrefix>
+  presencePrefixes: Array<string>
+  privatePrefixes: Array<string>
+}
 
 /** Sends a binary message to connection `id`; false if it does not exist. */
 export declare function sendBinary(id: number, data: Uint8Array): boolean

@@ -47,6 +47,8 @@ class Connection {
     this.data = info.data == null ? null : JSON.parse(info.data)
     /** The client's address, or null (Unix-domain sockets). */
     this.remoteAddress = info.remoteAddress ?? null
+    /** `'roomcast.v1'`, or `''` for a raw-mode connection. */
+    this.protocol = info.protocol ?? ''
   }
 
   /** The rooms the connection is in now (empty once it is closed). */

@@ -20,9 +20,17 @@ const MAX_USER_BYTES = 256
 /** Largest body of a refusal chosen by authorize. */
 const MAX_REFUSAL_BYTES = 1024
 
-// Event kinds in the records takeEvents() returns (see src/lib.rs).
+// Event records takeEvents() returns (see src/lib.rs): RECORD slots each, the first the kind.
+const RECORD = 5
 const OPEN = 0
 const MESSAGE = 1
+const CLOSE = 2
+const JOIN_REQUEST = 3
+const PRESENCE = 4
+// decideJoin() verdicts.
+const DENY = 0
+const ALLOW = 1
+const FAILED = 2
 
 // Servers with an engine attached: attaching twice would hand one socket to two engines.
 const attached = new WeakSet()
@@ -225,19 +233,19 @@ class Engine extends EventEmitter {
   }
 
   #updateInterest(name, adding) {
-    if (name !== 'connection' && name !== 'message' && name !== 'close') return
+    if (name !== 'connection' && name !== 'message' && name !== 'close' && name !== 'presence') return
     // 'newListener' fires before the listener is added, 'removeListener' after it is removed.
     const count = (event) => this.listenerCount(event) + (event === name ? adding : 0)
     // Open and close events stay on once anything listened: they keep one Connection object per
     // connection (identity across events, even with once()), and forget it when it closes.
-    this.#lifecycle ||= adding === 1
-    this.#native.setInterest(this.#lifecycle, count('message') > 0)
+    this.#lifecycle ||= adding === 1 && name !== 'presence'
+    this.#native.setInterest(this.#lifecycle, count('message') > 0, count('presence') > 0)
   }
 
   /** Takes the engine's waiting events and dispatches them, in order. */
   #onEvents() {
     const events = this.#native.takeEvents()
-    for (let i = 0; i < events.length; i += 4) {
+    for (let i = 0; i < events.length; i += RECORD) {
       const kind = events[i]
       const id = events[i + 1]
       if (kind === OPEN) {
@@ -245,12 +253,43 @@ class Engine extends EventEmitter {
         this.#connections.set(id, conn)
         this.#dispatch('connection', conn)
       } else if (kind === MESSAGE) {
-        this.#dispatch('message', this.#connection(id), events[i + 2], events[i + 3])
-      } else {
+        const room = events[i + 4]
+        if (room === undefined) this.#dispatch('message', this.#connection(id), events[i + 2], events[i + 3])
+        else this.#dispatch('message', this.#connection(id), events[i + 2], events[i + 3], room)
+      } else if (kind === CLOSE) {
         const conn = this.#connection(id)
         this.#connections.delete(id)
         this.#dispatch('close', conn, events[i + 2], events[i + 3])
+      } else if (kind === JOIN_REQUEST) {
+        // Not cached unless open/close events keep the cache in step.
+        const conn = this.#connections.get(id) ?? new Connection(native.connectionInfo(id) ?? { id })
+        this.#authorizeJoin(conn, events[i + 2], events[i + 3])
+      } else if (kind === PRESENCE) {
+        const data = events[i + 4]
+        const member = { user: events[i + 3], data: data === undefined ? null : JSON.parse(data) }
+        this.#dispatch('presence', id, events[i + 2] ? 'join' : 'leave', member)
       }
+    }
+  }
+
+  /** Runs the application's authorizeJoin() for a client's join; only `true` admits. */
+  #authorizeJoin(conn, requestId, room) {
+    const failed = (error) => {
+      this.#authorizeErrors += 1
+      this.#native.decideJoin(requestId, FAILED)
+      this.#report(error)
+    }
+    let outcome
+    try {
+      outcome = this.#options.authorizeJoin(conn, room)
+    } catch (error) {
+      failed(error)
+      return
+    }
+    if (typeof outcome?.then === 'function') {
+      Promise.resolve(outcome).then((value) => this.#native.decideJoin(requestId, value === true ? ALLOW : DENY), failed)
+    } else {
+      this.#native.decideJoin(requestId, outcome === true ? ALLOW : DENY)
     }
   }
 

@@ -7,14 +7,15 @@ const { describe } = require('./validate.js')
 
 const MAX_U32 = 0xffffffff
 
-function integer(options, name, { min, max = MAX_U32 }) {
+function integer(options, name, { min, max = MAX_U32 }, parent) {
   const value = options[name]
   if (value === undefined) return undefined
+  const path = parent === undefined ? name : `${parent}.${name}`
   if (typeof value !== 'number' || Number.isNaN(value)) {
-    throw new TypeError(`roomcast: options.${name} must be a number, got ${describe(value)}`)
+    throw new TypeError(`roomcast: options.${path} must be a number, got ${describe(value)}`)
   }
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`roomcast: options.${name} must be an integer from ${min} to ${max}, got ${value}`)
+    throw new RangeError(`roomcast: options.${path} must be an integer from ${min} to ${max}, got ${value}`)
   }
   return value
 }
@@ -79,11 +80,68 @@ const KNOWN = new Set([
   'maxMessagesPerSecond',
   'maxBurst',
   'rateLimit',
+  'authorizeJoin',
+  'history',
+  'presencePrefixes',
+  'privatePrefixes',
 ])
 
+/** Limits of one history setting: `{ size, ttlMs }`, both required (size 0 = no history). */
+function historyLimits(value, name) {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new TypeError(`roomcast: options.${name} must be an object { size, ttlMs }, got ${describe(value)}`)
+  }
+  const size = integer(value, 'size', { min: 0, max: 1_000_000 }, name)
+  if (size === undefined) throw new TypeError(`roomcast: options.${name}.size is required`)
+  const ttlMs = integer(value, 'ttlMs', { min: 1, max: 2 ** 52 }, name)
+  if (ttlMs === undefined && size > 0) throw new TypeError(`roomcast: options.${name}.ttlMs is required`)
+  return { size, ttlMs: ttlMs ?? 1 }
+}
+
+/** The process-wide room settings, or undefined when this attach() gives none. */
+function roomSettings(options) {
+  const { history } = options
+  const presencePrefixes = stringList(options, 'presencePrefixes', nonEmptyPrefix('presencePrefixes'))
+  const privatePrefixes = stringList(options, 'privatePrefixes', nonEmptyPrefix('privatePrefixes'))
+  if (history === undefined && presencePrefixes === undefined && privatePrefixes === undefined) return undefined
+  let limits
+  const historyPrefixes = []
+  if (history !== undefined) {
+    if (history === null || typeof history !== 'object' || Array.isArray(history)) {
+      throw new TypeError(`roomcast: options.history must be an object, got ${describe(history)}`)
+    }
+    for (const key of Object.keys(history)) {
+      if (!['size', 'ttlMs', 'prefixes'].includes(key)) {
+        throw new TypeError(`roomcast: unknown option history.${key}`)
+      }
+    }
+    if (history.size !== undefined || history.ttlMs !== undefined) limits = historyLimits(history, 'history')
+    const { prefixes = {} } = history
+    if (prefixes === null || typeof prefixes !== 'object' || Array.isArray(prefixes)) {
+      throw new TypeError(`roomcast: options.history.prefixes must be an object, got ${describe(prefixes)}`)
+    }
+    for (const [prefix, value] of Object.entries(prefixes)) {
+      if (prefix.length === 0) throw new RangeError('roomcast: options.history.prefixes: a prefix must not be empty')
+      historyPrefixes.push({ prefix, ...historyLimits(value, `history.prefixes[${JSON.stringify(prefix)}]`) })
+    }
+  }
+  return {
+    history: limits,
+    historyPrefixes,
+    presencePrefixes: presencePrefixes ?? ['presence-'],
+    privatePrefixes: privatePrefixes ?? ['private-'],
+  }
+}
+
+function nonEmptyPrefix(name) {
+  return (prefix) => {
+    if (prefix.length === 0) throw new RangeError(`roomcast: options.${name}: a prefix must not be empty`)
+  }
+}
+
 /**
- * Checks the options of attach() and returns `{ path, authorize, trustProxy, maxRoomsPerConnection,
- * native }`, where `native` holds the values the engine needs (undefined = engine default).
+ * Checks the options of attach() and returns `{ path, authorize, authorizeJoin, trustProxy,
+ * maxRoomsPerConnection, native }`, where `native` holds the values the engine needs (undefined = engine default).
  */
 function normalizeOptions(options) {
   if (options === undefined) options = {}
@@ -100,8 +158,10 @@ function normalizeOptions(options) {
       `roomcast: options.path must be a pathname starting with "/" (no query, no spaces), got ${JSON.stringify(path)}`,
     )
   }
-  if (options.authorize !== undefined && typeof options.authorize !== 'function') {
-    throw new TypeError(`roomcast: options.authorize must be a function, got ${describe(options.authorize)}`)
+  for (const name of ['authorize', 'authorizeJoin']) {
+    if (options[name] !== undefined && typeof options[name] !== 'function') {
+      throw new TypeError(`roomcast: options.${name} must be a function, got ${describe(options[name])}`)
+    }
   }
   let relay = options.relay
   let relayPrefixes
@@ -129,6 +189,7 @@ function normalizeOptions(options) {
   return {
     path,
     authorize: options.authorize,
+    authorizeJoin: options.authorizeJoin,
     trustProxy: boolean(options, 'trustProxy') ?? false,
     maxRoomsPerConnection: maxRoomsPerConnection ?? 64,
     native: {
@@ -153,6 +214,8 @@ function normalizeOptions(options) {
       maxMessagesPerSecond,
       maxBurst,
       rateLimit,
+      authorizeJoin: options.authorizeJoin !== undefined,
+      rooms: roomSettings(options),
     },
   }
 }

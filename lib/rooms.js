@@ -3,7 +3,7 @@
 // Introspection of the process-wide rooms.
 
 const native = require('../native.js')
-const { checkRoom } = require('./validate.js')
+const { checkRoom, describe } = require('./validate.js')
 
 /** Every room with its number of members. */
 function rooms() {
@@ -26,4 +26,49 @@ function members(room) {
   }))
 }
 
-module.exports = { rooms, roomSize, members }
+/** The presence of `room`: `{ user, data, connections }` per user; `[]` for a room that keeps none. */
+function presence(room) {
+  checkRoom(room, 'presence(room)')
+  return (native.presence(room) ?? []).map((member) => ({
+    user: member.user,
+    data: member.data == null ? null : JSON.parse(member.data),
+    connections: member.connections,
+  }))
+}
+
+/** A page of `room`'s history, or null when it keeps none. See index.d.ts. */
+function history(room, options = {}) {
+  const where = 'history(room, options)'
+  checkRoom(room, where)
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(`roomcast: ${where}: options must be an object, got ${describe(options)}`)
+  }
+  const { since, limit } = options
+  if (since !== undefined) {
+    if (since === null || typeof since !== 'object' || typeof since.epoch !== 'string') {
+      throw new TypeError(`roomcast: ${where}: since must be { epoch: string, offset: number }, got ${describe(since)}`)
+    }
+    if (!Number.isSafeInteger(since.offset) || since.offset < 0) {
+      throw new RangeError(`roomcast: ${where}: since.offset must be a non-negative integer, got ${describe(since.offset)}`)
+    }
+  }
+  if (limit !== undefined && (!Number.isInteger(limit) || limit < 0 || limit > 0xffffffff)) {
+    throw new (typeof limit === 'number' ? RangeError : TypeError)(
+      `roomcast: ${where}: limit must be a non-negative integer, got ${describe(limit)}`,
+    )
+  }
+  const page = native.history(room, since?.epoch, since?.offset, limit)
+  if (page === null || page === undefined) return null
+  return {
+    epoch: page.epoch,
+    offset: page.offset,
+    recovered: page.recovered,
+    messages: page.messages.map((m) => ({
+      offset: m.offset,
+      data: m.text ? m.payload.toString('utf8') : m.payload,
+      isBinary: !m.text,
+    })),
+  }
+}
+
+module.exports = { rooms, roomSize, members, presence, history }

@@ -15,13 +15,16 @@ use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi::{sys, JsString, JsValue};
 use napi_derive::napi;
 use roomcast_engine::connection::{ConnId, Connection};
-use roomcast_engine::endpoint::{Adopted, Client, Decision};
+use roomcast_engine::endpoint::{Adopted, Client, Decision, JoinVerdict};
 use roomcast_engine::events::AppEvent;
 use roomcast_engine::frame::{self, OpCode};
 use roomcast_engine::handshake::HandshakePolicy;
+use roomcast_engine::history::{HistoryLimits, Position};
+use roomcast_engine::presence::Member;
+use roomcast_engine::publication::Publication;
 use roomcast_engine::{
-    handoff, Endpoint, EndpointConfig, Engine, RateLimit, RateLimitPolicy, Rejection, RelayPolicy, SlowConsumerPolicy,
-    StatsSnapshot, UpgradeRequest,
+    handoff, Endpoint, EndpointConfig, Engine, RateLimit, RateLimitPolicy, Rejection, RelayPolicy, RoomsConfig,
+    SlowConsumerPolicy, StatsSnapshot, UpgradeRequest,
 };
 
 /// Options of `attach()`, already validated by `lib/options.js`; absent means the default.
@@ -45,6 +48,49 @@ pub struct EndpointOptions {
     pub max_messages_per_second: Option<f64>,
     pub max_burst: Option<f64>,
     pub rate_limit: Option<String>,
+    /// Whether the application has an `authorizeJoin`.
+    pub authorize_join: Option<bool>,
+    /// Process-wide room settings, when this `attach()` sets them.
+    pub rooms: Option<RoomsOptions>,
+}
+
+/// History limits; `size` 0 keeps none.
+#[napi(object)]
+pub struct HistoryOptions {
+    pub size: u32,
+    pub ttl_ms: f64,
+}
+
+/// History limits for the rooms starting with `prefix`.
+#[napi(object)]
+pub struct HistoryPrefix {
+    pub prefix: String,
+    pub size: u32,
+    pub ttl_ms: f64,
+}
+
+/// `attach()`'s room settings, already validated.
+#[napi(object)]
+pub struct RoomsOptions {
+    pub history: Option<HistoryOptions>,
+    pub history_prefixes: Vec<HistoryPrefix>,
+    pub presence_prefixes: Vec<String>,
+    pub private_prefixes: Vec<String>,
+}
+
+fn limits(size: u32, ttl_ms: f64) -> Option<HistoryLimits> {
+    (size > 0).then(|| HistoryLimits { size: size as usize, ttl: Duration::from_millis(ttl_ms as u64) })
+}
+
+impl From<RoomsOptions> for RoomsConfig {
+    fn from(o: RoomsOptions) -> Self {
+        RoomsConfig {
+            history: o.history.and_then(|h| limits(h.size, h.ttl_ms)),
+            history_prefixes: o.history_prefixes.into_iter().map(|p| (p.prefix, limits(p.size, p.ttl_ms))).collect(),
+            presence_prefixes: o.presence_prefixes,
+            private_prefixes: o.private_prefixes,
+        }
+    }
 }
 
 /// The parts of a Node.js `IncomingMessage` the handshake needs.
@@ -103,6 +149,7 @@ pub struct EngineStats {
     pub rate_limit_closes: f64,
     pub rate_limit_drops: f64,
     pub abandoned_upgrades: f64,
+    pub request_errors: f64,
 }
 
 impl From<StatsSnapshot> for EngineStats {
@@ -125,6 +172,7 @@ impl From<StatsSnapshot> for EngineStats {
             rate_limit_closes: s.rate_limit_closes as f64,
             rate_limit_drops: s.rate_limit_drops as f64,
             abandoned_upgrades: s.abandoned_upgrades as f64,
+            request_errors: s.request_errors as f64,
         }
     }
 }
@@ -137,6 +185,44 @@ pub struct ConnectionInfo {
     /// JSON text.
     pub data: Option<String>,
     pub remote_address: Option<String>,
+    /// `'roomcast.v1'`, or `''` for raw mode.
+    pub protocol: String,
+}
+
+/// A member of a presence room.
+#[napi(object)]
+pub struct PresenceMember {
+    pub user: String,
+    /// JSON text.
+    pub data: Option<String>,
+    pub connections: u32,
+}
+
+impl From<Member> for PresenceMember {
+    fn from(m: Member) -> Self {
+        PresenceMember {
+            user: m.user.to_string(),
+            data: m.data.map(|d| d.to_string()),
+            connections: m.connections as u32,
+        }
+    }
+}
+
+/// One message of a room's history.
+#[napi(object)]
+pub struct HistoryMessage {
+    pub offset: f64,
+    pub payload: Buffer,
+    pub text: bool,
+}
+
+/// A page of a room's history.
+#[napi(object)]
+pub struct HistoryResult {
+    pub epoch: String,
+    pub offset: f64,
+    pub recovered: bool,
+    pub messages: Vec<HistoryMessage>,
 }
 
 /// A room and its number of members.
@@ -193,6 +279,8 @@ fn config_from(options: EndpointOptions) -> EndpointConfig {
                 .max_rooms_per_connection
                 .map_or(defaults.handshake.max_rooms_per_connection, |v| v as usize),
         },
+        authorize_join: options.authorize_join.unwrap_or(false),
+        rooms: options.rooms.map(RoomsConfig::from),
     }
 }
 
@@ -206,6 +294,7 @@ fn info(conn: &Connection) -> ConnectionInfo {
         user: conn.user().map(|u| u.to_string()),
         data: conn.data().map(|d| d.to_string()),
         remote_address: conn.remote_address().map(|a| a.to_string()),
+        protocol: if conn.is_v1() { roomcast_engine::envelope::PROTOCOL.into() } else { String::new() },
     }
 }
 
@@ -282,26 +371,40 @@ impl NativeEndpoint {
 
     /// Which events the application listens to.
     #[napi(catch_unwind)]
-    pub fn set_interest(&self, lifecycle: bool, messages: bool) {
+    pub fn set_interest(&self, lifecycle: bool, messages: bool, presence: bool) {
         self.inner.events().set_interest(lifecycle, messages);
+        self.inner.events().set_presence_interest(presence);
     }
 
-    /// Every waiting event, flattened in records of four:
-    /// `[0, id, info, undefined]` open, `[1, id, payload, isBinary]` message,
-    /// `[2, id, code, reason]` close.
+    /// The application's decision on a `join` request: 1 allow, 0 deny, 2 failed. False if it
+    /// is no longer waiting.
+    #[napi(catch_unwind)]
+    pub fn decide_join(&self, id: f64, verdict: u32) -> bool {
+        let verdict = match verdict {
+            1 => JoinVerdict::Allow,
+            0 => JoinVerdict::Deny,
+            _ => JoinVerdict::Failed,
+        };
+        self.inner.decide_join(id as u64, verdict)
+    }
+
+    /// Every waiting event, flattened in records of five:
+    /// `[0, id, info]` open, `[1, id, payload, isBinary, room?]` message,
+    /// `[2, id, code, reason]` close, `[3, id, requestId, room]` join request,
+    /// `[4, room, joined, user, data?]` presence.
     #[napi(catch_unwind, ts_return_type = "unknown[]")]
     pub fn take_events<'env>(&self, env: &'env Env) -> Result<Array<'env>> {
         let events = self.inner.events().take();
-        let mut out = env.create_array((events.len() * 4) as u32)?;
+        let mut out = env.create_array((events.len() * RECORD) as u32)?;
         for (i, event) in events.into_iter().enumerate() {
-            let at = (i * 4) as u32;
+            let at = (i * RECORD) as u32;
             match event {
                 AppEvent::Open(conn) => {
                     out.set(at, 0)?;
                     out.set(at + 1, conn.id() as f64)?;
                     out.set(at + 2, info(&conn))?;
                 }
-                AppEvent::Message { conn, text, payload } => {
+                AppEvent::Message { conn, text, payload, room } => {
                     out.set(at, 1)?;
                     out.set(at + 1, conn as f64)?;
                     if text {
@@ -311,12 +414,30 @@ impl NativeEndpoint {
                         out.set(at + 2, BufferSlice::copy_from(env, &payload)?)?;
                     }
                     out.set(at + 3, !text)?;
+                    if let Some(room) = room {
+                        out.set(at + 4, &*room)?;
+                    }
                 }
                 AppEvent::Close { conn, code, reason } => {
                     out.set(at, 2)?;
                     out.set(at + 1, conn as f64)?;
                     out.set(at + 2, code)?;
                     out.set(at + 3, reason)?;
+                }
+                AppEvent::JoinRequest { conn, id, room } => {
+                    out.set(at, 3)?;
+                    out.set(at + 1, conn as f64)?;
+                    out.set(at + 2, id as f64)?;
+                    out.set(at + 3, room)?;
+                }
+                AppEvent::Presence { room, joined, member } => {
+                    out.set(at, 4)?;
+                    out.set(at + 1, &*room)?;
+                    out.set(at + 2, joined)?;
+                    out.set(at + 3, &*member.user)?;
+                    if let Some(data) = &member.data {
+                        out.set(at + 4, &**data)?;
+                    }
                 }
             }
         }
@@ -348,6 +469,9 @@ impl NativeEndpoint {
         self.inner.inject_panic_on_next_message();
     }
 }
+
+/// Slots per event in `takeEvents()`.
+const RECORD: usize = 5;
 
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
@@ -384,11 +508,6 @@ fn text_frame(env: &Env, text: &JsString) -> Result<Bytes> {
     Ok(buf.freeze())
 }
 
-/// A binary frame holding `data`, copied once.
-fn binary_frame(data: &[u8]) -> Bytes {
-    frame::encode(OpCode::Binary, data)
-}
-
 fn except_ids(except: Option<Vec<f64>>) -> Vec<ConnId> {
     except.unwrap_or_default().into_iter().filter_map(conn_id).collect()
 }
@@ -396,13 +515,18 @@ fn except_ids(except: Option<Vec<f64>>) -> Vec<ConnId> {
 /// Publishes a text message to `room`, not to the connections in `except`.
 #[napi(catch_unwind)]
 pub fn broadcast_text(env: Env, room: String, text: JsString, except: Option<Vec<f64>>) -> Result<u32> {
-    guard("broadcast", || Ok(Engine::global().broadcast(&room, &text_frame(&env, &text)?, &except_ids(except)) as u32))
+    guard("broadcast", || {
+        let publication = Publication::from_frame(text_frame(&env, &text)?);
+        Ok(Engine::global().broadcast(&room, &publication, &except_ids(except)).delivered as u32)
+    })
 }
 
 /// Publishes a binary message to `room`, not to the connections in `except`.
 #[napi(catch_unwind)]
 pub fn broadcast_binary(room: String, data: &[u8], except: Option<Vec<f64>>) -> Result<u32> {
-    guard("broadcast", || Ok(Engine::global().broadcast(&room, &binary_frame(data), &except_ids(except)) as u32))
+    guard("broadcast", || {
+        Ok(Engine::global().broadcast(&room, &Publication::binary(data), &except_ids(except)).delivered as u32)
+    })
 }
 
 /// Sends a text message to connection `id`; false if it does not exist.
@@ -410,7 +534,7 @@ pub fn broadcast_binary(room: String, data: &[u8], except: Option<Vec<f64>>) -> 
 pub fn send_text(env: Env, id: f64, text: JsString) -> Result<bool> {
     guard("send", || {
         Ok(match conn_id(id) {
-            Some(id) => Engine::global().send(id, &text_frame(&env, &text)?),
+            Some(id) => Engine::global().send(id, &Publication::from_frame(text_frame(&env, &text)?)),
             None => false,
         })
     })
@@ -419,19 +543,21 @@ pub fn send_text(env: Env, id: f64, text: JsString) -> Result<bool> {
 /// Sends a binary message to connection `id`; false if it does not exist.
 #[napi(catch_unwind)]
 pub fn send_binary(id: f64, data: &[u8]) -> Result<bool> {
-    guard("send", || Ok(conn_id(id).is_some_and(|id| Engine::global().send(id, &binary_frame(data)))))
+    guard("send", || Ok(conn_id(id).is_some_and(|id| Engine::global().send(id, &Publication::binary(data)))))
 }
 
 /// Sends a text message to every connection of `user`; returns how many took it.
 #[napi(catch_unwind)]
 pub fn send_to_user_text(env: Env, user: String, text: JsString) -> Result<u32> {
-    guard("sendToUser", || Ok(Engine::global().send_to_user(&user, &text_frame(&env, &text)?) as u32))
+    guard("sendToUser", || {
+        Ok(Engine::global().send_to_user(&user, &Publication::from_frame(text_frame(&env, &text)?)) as u32)
+    })
 }
 
 /// Sends a binary message to every connection of `user`; returns how many took it.
 #[napi(catch_unwind)]
 pub fn send_to_user_binary(user: String, data: &[u8]) -> Result<u32> {
-    guard("sendToUser", || Ok(Engine::global().send_to_user(&user, &binary_frame(data)) as u32))
+    guard("sendToUser", || Ok(Engine::global().send_to_user(&user, &Publication::binary(data)) as u32))
 }
 
 /// Adds connection `id` to `room`; false if the connection does not exist.
@@ -486,4 +612,32 @@ pub fn room_size(room: String) -> u32 {
 #[napi(catch_unwind)]
 pub fn room_members(room: String) -> Vec<ConnectionInfo> {
     Engine::global().registry().members(&room).iter().map(|c| info(c)).collect()
+}
+
+/// The presence of `room`: its members, or null when the room keeps no presence.
+#[napi(catch_unwind)]
+pub fn presence(room: String) -> Option<Vec<PresenceMember>> {
+    Engine::global().presence(&room).map(|members| members.into_iter().map(PresenceMember::from).collect())
+}
+
+/// A page of `room`'s history (see `Registry::history`), or null when it keeps none.
+#[napi(catch_unwind)]
+pub fn history(
+    room: String,
+    since_epoch: Option<String>,
+    since_offset: Option<f64>,
+    limit: Option<u32>,
+) -> Option<HistoryResult> {
+    let since = since_epoch.map(|epoch| Position { epoch, offset: since_offset.unwrap_or(0.0) as u64 });
+    let page = Engine::global().history(&room, since.as_ref(), limit.map_or(usize::MAX, |l| l as usize))?;
+    Some(HistoryResult {
+        epoch: page.epoch,
+        offset: page.offset as f64,
+        recovered: page.recovered,
+        messages: page
+            .entries
+            .into_iter()
+            .map(|e| HistoryMessage { offset: e.offset as f64, payload: e.payload.to_vec().into(), text: e.text })
+            .collect(),
+    })
 }

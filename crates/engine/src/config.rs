@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::handshake::HandshakePolicy;
+use crate::history::HistoryLimits;
 
 /// Default `maxPayload`: 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
@@ -98,6 +99,56 @@ pub struct EndpointConfig {
     pub rate_limit: Option<RateLimit>,
     /// Handshake checks: subprotocols, origins, room limit.
     pub handshake: HandshakePolicy,
+    /// Whether the application decides client joins (`authorizeJoin`).
+    pub authorize_join: bool,
+    /// History and presence settings for the process's rooms, when this endpoint sets them.
+    pub rooms: Option<RoomsConfig>,
+}
+
+/// Process-wide room settings: which rooms keep history and presence, and which are private.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomsConfig {
+    /// History of rooms that no prefix below matches (`None`: none).
+    pub history: Option<HistoryLimits>,
+    /// History by room-name prefix (`None`: none); the longest matching prefix wins.
+    pub history_prefixes: Vec<(String, Option<HistoryLimits>)>,
+    /// Rooms starting with one of these keep presence (and are private).
+    pub presence_prefixes: Vec<String>,
+    /// Rooms starting with one of these are private: clients join them only when the
+    /// application's `authorizeJoin` admits them.
+    pub private_prefixes: Vec<String>,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig {
+            history: None,
+            history_prefixes: Vec::new(),
+            presence_prefixes: vec!["presence-".into()],
+            private_prefixes: vec!["private-".into()],
+        }
+    }
+}
+
+impl RoomsConfig {
+    /// How much history `room` keeps, if any.
+    pub fn history_for(&self, room: &str) -> Option<HistoryLimits> {
+        self.history_prefixes
+            .iter()
+            .filter(|(prefix, _)| room.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map_or(self.history, |(_, limits)| *limits)
+    }
+
+    /// Whether `room` keeps presence.
+    pub fn has_presence(&self, room: &str) -> bool {
+        self.presence_prefixes.iter().any(|p| room.starts_with(p.as_str()))
+    }
+
+    /// Whether clients need the application's permission to join `room`.
+    pub fn is_reserved(&self, room: &str) -> bool {
+        self.has_presence(room) || self.private_prefixes.iter().any(|p| room.starts_with(p.as_str()))
+    }
 }
 
 impl Default for EndpointConfig {
@@ -119,6 +170,34 @@ impl Default for EndpointConfig {
                 allowed_origins: None,
                 max_rooms_per_connection: DEFAULT_MAX_ROOMS_PER_CONNECTION,
             },
+            authorize_join: false,
+            rooms: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_history_prefix_wins_and_reserved_rooms_are_private_and_presence() {
+        let limits = |size| Some(HistoryLimits { size, ttl: Duration::from_secs(60) });
+        let config = RoomsConfig {
+            history: limits(1),
+            history_prefixes: vec![
+                ("chat-".into(), limits(100)),
+                ("chat-big-".into(), limits(1000)),
+                ("tmp-".into(), None),
+            ],
+            ..RoomsConfig::default()
+        };
+        assert_eq!(config.history_for("chat-big-x").map(|l| l.size), Some(1000));
+        assert_eq!(config.history_for("chat-x").map(|l| l.size), Some(100));
+        assert_eq!(config.history_for("tmp-x"), None);
+        assert_eq!(config.history_for("other").map(|l| l.size), Some(1));
+        assert!(config.is_reserved("private-x") && config.is_reserved("presence-x"));
+        assert!(config.has_presence("presence-x") && !config.has_presence("private-x"));
+        assert!(!config.is_reserved("public"));
     }
 }

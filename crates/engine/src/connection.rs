@@ -4,7 +4,7 @@
 //! (broadcasts, relays, pongs, close frames) goes through the connection's [`Outbox`], so frames
 //! never interleave.
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +14,10 @@ use parking_lot::{Mutex, MutexGuard};
 use crate::close_code;
 use crate::config::SlowConsumerPolicy;
 use crate::endpoint::EndpointShared;
+use crate::envelope;
 use crate::frame::OpCode;
 use crate::outbox::{Command, OutFrame, Outbox, Push};
+use crate::publication::Publication;
 use crate::registry::RoomName;
 use crate::stats::add;
 
@@ -36,11 +38,25 @@ pub struct Identity {
     pub remote_address: Option<Arc<str>>,
 }
 
+/// The protocol a connection speaks, negotiated at the upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// Plain WebSocket: payloads verbatim, rooms from the query string or the server.
+    #[default]
+    Raw,
+    /// `roomcast.v1` (docs/protocol.md): requests, rooms joined by the client, presence, history.
+    V1,
+}
+
 /// The shared handle of a connection.
 pub struct Connection {
     id: ConnId,
     pub(crate) endpoint: Arc<EndpointShared>,
     identity: Identity,
+    protocol: Protocol,
+    /// `join` requests waiting for the application's `authorizeJoin` (they count against the
+    /// room limit, so a client cannot pile them up).
+    pub(crate) pending_joins: AtomicUsize,
     outbox: Outbox,
     rooms: Mutex<Vec<RoomName>>,
     /// Set by any inbound bytes, cleared by each heartbeat.
@@ -50,11 +66,13 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub(crate) fn new(id: ConnId, endpoint: Arc<EndpointShared>, identity: Identity) -> Connection {
+    pub(crate) fn new(id: ConnId, endpoint: Arc<EndpointShared>, identity: Identity, protocol: Protocol) -> Connection {
         Connection {
             id,
             endpoint,
             identity,
+            protocol,
+            pending_joins: AtomicUsize::new(0),
             outbox: Outbox::default(),
             rooms: Mutex::default(),
             alive: AtomicBool::new(true),
@@ -82,6 +100,26 @@ impl Connection {
         self.identity.remote_address.as_ref()
     }
 
+    /// The protocol the connection speaks.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Whether it speaks `roomcast.v1`.
+    pub fn is_v1(&self) -> bool {
+        self.protocol == Protocol::V1
+    }
+
+    /// Most rooms the client may be in through its own requests.
+    pub(crate) fn max_rooms(&self) -> usize {
+        self.endpoint.config.handshake.max_rooms_per_connection
+    }
+
+    /// Whether the connection is in `room`.
+    pub fn in_room(&self, room: &str) -> bool {
+        self.rooms.lock().iter().any(|r| &**r == room)
+    }
+
     pub(crate) fn is_released(&self) -> bool {
         self.released.load(Relaxed)
     }
@@ -107,6 +145,15 @@ impl Connection {
     /// closing, or it is a slow consumer (then the endpoint's policy was applied and counted).
     pub fn deliver(&self, frame: &Bytes) -> bool {
         self.offer(OutFrame { bytes: frame.clone(), data: true })
+    }
+
+    /// Queues a message for this connection alone (`send`): the raw frame, or for `roomcast.v1`
+    /// a `message` without a room.
+    pub fn deliver_publication(&self, publication: &Publication) -> bool {
+        match self.protocol {
+            Protocol::Raw => self.deliver(publication.raw_frame()),
+            Protocol::V1 => self.deliver(&envelope::message_frame(None, 0, publication)),
+        }
     }
 
     /// Queues a frame under the bound; a refusal applies the slow-consumer policy (counted).
@@ -178,8 +225,27 @@ pub(crate) mod tests {
 
     /// A connection with no socket, for registry and queue tests.
     pub(crate) fn detached(id: ConnId) -> Arc<Connection> {
+        detached_as(id, Protocol::Raw, None)
+    }
+
+    /// A connection with no socket speaking `protocol`, of `user` (whose data is `{"id":N}`).
+    pub(crate) fn detached_as(id: ConnId, protocol: Protocol, user: Option<&str>) -> Arc<Connection> {
         let engine: &'static Engine = Box::leak(Box::new(Engine::new()));
-        Arc::new(Connection::new(id, EndpointShared::new(engine, EndpointConfig::default()), Identity::default()))
+        let identity = Identity {
+            user: user.map(Arc::from),
+            data: user.map(|_| Arc::from(format!("{{\"id\":{id}}}"))),
+            remote_address: None,
+        };
+        Arc::new(Connection::new(id, EndpointShared::new(engine, EndpointConfig::default()), identity, protocol))
+    }
+
+    /// Every frame queued for `conn` so far (the queue is emptied).
+    pub(crate) fn queued(conn: &Connection) -> Vec<Bytes> {
+        let mut taken = VecDeque::new();
+        conn.outbox.take(&mut taken);
+        let frames: Vec<Bytes> = taken.into_iter().map(|f| f.bytes).collect();
+        conn.outbox.release(frames.iter().map(Bytes::len).sum());
+        frames
     }
 
     #[test]
@@ -187,7 +253,7 @@ pub(crate) mod tests {
         let config = EndpointConfig { max_buffered_bytes: 10, ..EndpointConfig::default() };
         let engine: &'static Engine = Box::leak(Box::new(Engine::new()));
         let endpoint = EndpointShared::new(engine, config);
-        let conn = Connection::new(7, endpoint.clone(), Identity::default());
+        let conn = Connection::new(7, endpoint.clone(), Identity::default(), Protocol::Raw);
         let frame = Bytes::from_static(b"12345678");
         assert!(conn.deliver(&frame));
         assert!(!conn.deliver(&frame), "over the bound");
@@ -207,7 +273,7 @@ pub(crate) mod tests {
         };
         let engine: &'static Engine = Box::leak(Box::new(Engine::new()));
         let endpoint = EndpointShared::new(engine, config);
-        let conn = Connection::new(7, endpoint.clone(), Identity::default());
+        let conn = Connection::new(7, endpoint.clone(), Identity::default(), Protocol::Raw);
         let frame = Bytes::from_static(b"12345678");
         assert!(conn.deliver(&frame));
         assert!(!conn.deliver(&frame));

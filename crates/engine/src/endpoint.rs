@@ -16,15 +16,20 @@ use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::{EndpointConfig, RelayPolicy};
-use crate::connection::{ConnId, Connection, Identity};
+use crate::connection::{ConnId, Connection, Identity, Protocol};
 use crate::engine::Engine;
+use crate::envelope::{self, ErrorCode, Ref, RequestError};
 use crate::events::{AppEvent, EventQueue};
 use crate::frame::Message;
 use crate::handoff;
 use crate::handshake::{self, Accepted, Rejection, UpgradeRequest};
 use crate::heartbeat;
+use crate::history::Position;
 use crate::outbox::OutFrame;
-use crate::registry::RoomName;
+use crate::presence::Member;
+use crate::publication::Publication;
+use crate::registry::{JoinBy, RoomName};
+use crate::requests;
 use crate::session;
 use crate::stats::{add, Stats, StatsSnapshot};
 
@@ -58,6 +63,25 @@ pub enum Adopted {
     Open(ConnId),
     /// Waiting for [`Endpoint::decide`]; the socket is held, not read.
     Pending(PendingId),
+}
+
+/// The application's answer to a `join` it authorizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinVerdict {
+    /// Admit the connection to the room.
+    Allow,
+    /// Refuse (`forbidden`).
+    Deny,
+    /// `authorizeJoin` failed or did not answer in time (`authorization_failed`).
+    Failed,
+}
+
+/// A `join` request waiting for the application.
+struct PendingJoin {
+    conn: Arc<Connection>,
+    reference: Ref,
+    room: String,
+    since: Option<Position>,
 }
 
 /// Where the client is, as the application sees it.
@@ -102,6 +126,9 @@ pub struct EndpointShared {
     admissions: Mutex<Admissions>,
     /// Signalled when the last connection is released.
     released: Notify,
+    /// `join` requests waiting for the application's `authorizeJoin`, by id.
+    pending_joins: Mutex<HashMap<u64, PendingJoin>>,
+    next_join: std::sync::atomic::AtomicU64,
     runtime: Option<Handle>,
     /// Test hook: the next message received panics (to prove panics are contained).
     panic_on_next_message: AtomicBool,
@@ -121,6 +148,8 @@ impl EndpointShared {
             events: EventQueue::default(),
             admissions: Mutex::default(),
             released: Notify::new(),
+            pending_joins: Mutex::default(),
+            next_join: std::sync::atomic::AtomicU64::new(1),
             runtime,
             panic_on_next_message: AtomicBool::new(false),
         })
@@ -130,11 +159,15 @@ impl EndpointShared {
         self.runtime.as_ref().expect("an endpoint with sockets has a runtime")
     }
 
-    /// A complete message from `conn`: echoed to it if configured, relayed to the other members
-    /// of its rooms where the relay policy allows, and queued for the application if it listens.
-    pub(crate) fn on_message(&self, conn: &Connection, message: Message) {
+    /// A complete message from `conn`. A `roomcast.v1` message is a request. A raw one is echoed
+    /// to it if configured, relayed to the other members of its rooms where the relay policy
+    /// allows, and queued for the application if it listens.
+    pub(crate) fn on_message(&self, conn: &Arc<Connection>, message: Message) {
         if self.panic_on_next_message.load(Relaxed) && self.panic_on_next_message.swap(false, Relaxed) {
             panic!("roomcast: panic injected by a test");
+        }
+        if conn.is_v1() {
+            return requests::handle(self, conn, message);
         }
         let relay_rooms: Vec<RoomName> = match &self.config.relay {
             RelayPolicy::None => Vec::new(),
@@ -144,19 +177,70 @@ impl EndpointShared {
         if relay_rooms.is_empty() && !self.config.echo && !to_app {
             return;
         }
-        let (text, payload_len) = (message.is_text(), message.payload().len());
-        let frame = message.into_frame();
+        let publication = Publication::from_frame(message.into_frame());
         if self.config.echo {
-            conn.deliver(&frame);
+            conn.deliver(publication.raw_frame());
         }
         if !relay_rooms.is_empty() {
             let names: Vec<&str> = relay_rooms.iter().map(|r| &**r).collect();
-            self.engine.broker().publish(&names, &frame, &[conn.id()]);
+            self.engine.broker().publish_many(&names, &publication, &[conn.id()]);
         }
         if to_app {
-            let payload = frame.slice(frame.len() - payload_len..);
-            self.events.push(AppEvent::Message { conn: conn.id(), text, payload });
+            let (text, payload) = (publication.is_text(), publication.payload());
+            self.events.push(AppEvent::Message { conn: conn.id(), text, payload, room: None });
         }
+    }
+
+    /// Tells the application that `member` joined or left `room`, if it listens.
+    pub(crate) fn presence_event(&self, room: RoomName, joined: bool, member: Member) {
+        if self.events.wants_presence() {
+            self.events.push(AppEvent::Presence { room, joined, member });
+        }
+    }
+
+    /// Hands a `join` request to the application's `authorizeJoin`; it is answered when the
+    /// application decides, or with `authorization_failed` after the authorization timeout.
+    pub(crate) fn request_join(
+        self: &Arc<Self>,
+        conn: &Arc<Connection>,
+        reference: Ref,
+        room: String,
+        since: Option<Position>,
+    ) {
+        let id = self.next_join.fetch_add(1, Relaxed);
+        conn.pending_joins.fetch_add(1, Relaxed);
+        let event = AppEvent::JoinRequest { conn: conn.id(), id, room: room.clone() };
+        self.pending_joins.lock().insert(id, PendingJoin { conn: conn.clone(), reference, room, since });
+        self.events.push(event);
+        let shared = self.clone();
+        self.runtime().spawn(async move {
+            tokio::time::sleep(shared.config.authorize_timeout).await;
+            shared.decide_join(id, JoinVerdict::Failed);
+        });
+    }
+
+    /// Carries out the application's decision on `join` request `id`. Returns false when it was
+    /// no longer waiting (decided, or timed out).
+    pub(crate) fn decide_join(&self, id: u64, verdict: JoinVerdict) -> bool {
+        let Some(join) = self.pending_joins.lock().remove(&id) else { return false };
+        let PendingJoin { conn, reference, room, since } = join;
+        conn.pending_joins.fetch_sub(1, Relaxed);
+        let error = match verdict {
+            JoinVerdict::Allow => {
+                match self.engine.registry().join(&room, &conn, JoinBy::Request { reference, since }) {
+                    Ok(_) => return true,
+                    Err(code) => RequestError::new(Some(reference), code, "too many rooms"),
+                }
+            }
+            JoinVerdict::Deny => {
+                RequestError::new(Some(reference), ErrorCode::Forbidden, format!("joining {room} is not allowed"))
+            }
+            JoinVerdict::Failed => {
+                RequestError::new(Some(reference), ErrorCode::AuthorizationFailed, "authorizeJoin failed")
+            }
+        };
+        requests::refuse(self, &conn, &error);
+        true
     }
 
     /// Accepts a connection: queues the `101`, makes it reachable, joins its rooms, tells the
@@ -165,22 +249,25 @@ impl EndpointShared {
         self: &Arc<Self>,
         socket: Socket,
         head: Bytes,
-        response: Vec<u8>,
+        accepted: &Accepted,
         rooms: &[String],
         identity: Identity,
     ) -> ConnId {
-        let conn = Arc::new(Connection::new(self.engine.next_conn_id(), self.clone(), identity));
+        let (response, protocol) = (accepted.to_response(), &accepted.protocol);
+        let protocol = if protocol.as_deref() == Some(envelope::PROTOCOL) { Protocol::V1 } else { Protocol::Raw };
+        let conn = Arc::new(Connection::new(self.engine.next_conn_id(), self.clone(), identity, protocol));
         // The 101 goes first in the queue, so anything sent from now on follows it.
         conn.outbox().push_unbounded(OutFrame { bytes: response.into(), data: false });
         self.admissions.lock().connections.insert(conn.id(), conn.clone());
         add(&self.stats.connections, 1);
         add(&self.stats.connections_opened, 1);
         self.engine.register(&conn);
-        for room in rooms {
-            self.engine.registry().join(room, &conn);
-        }
         if self.events.wants_lifecycle() {
             self.events.push(AppEvent::Open(conn.clone()));
+        }
+        for room in rooms {
+            // Server joins cannot fail: no limit is checked for them.
+            let _ = self.engine.registry().join(room, &conn, JoinBy::Server);
         }
         let id = conn.id();
         self.runtime().spawn(session::serve(conn, socket, head));
@@ -234,6 +321,9 @@ impl Endpoint {
     /// if it is not running yet.
     pub fn new(engine: &'static Engine, config: EndpointConfig, runtime_threads: usize) -> Endpoint {
         let runtime = engine.runtime(runtime_threads).clone();
+        if let Some(rooms) = &config.rooms {
+            engine.configure_rooms(rooms.clone());
+        }
         let shared = EndpointShared::with_runtime(engine, config, Some(runtime.clone()));
         let heartbeat = shared.config.ping_interval.map(|period| runtime.spawn(heartbeat::run(shared.clone(), period)));
         Endpoint { shared, heartbeat: Mutex::new(heartbeat) }
@@ -293,7 +383,7 @@ impl Endpoint {
         let head = Bytes::copy_from_slice(head);
         let identity = Identity { user: None, data: None, remote_address: address };
         match pending {
-            None => Ok(Adopted::Open(shared.open(socket, head, accepted.to_response(), &accepted.rooms, identity))),
+            None => Ok(Adopted::Open(shared.open(socket, head, &accepted, &accepted.rooms, identity))),
             Some((id, receiver)) => {
                 let waiting = PendingUpgrade { shared: shared.clone(), id, accepted, head, identity, tracked_address };
                 shared.runtime().spawn(waiting.run(socket, receiver));
@@ -307,6 +397,12 @@ impl Endpoint {
     pub fn decide(&self, id: PendingId, decision: Decision) -> bool {
         let sender = self.shared.admissions.lock().pending.remove(&id);
         sender.is_some_and(|sender| sender.send(decision).is_ok())
+    }
+
+    /// The application's decision on `join` request `id` (from an [`AppEvent::JoinRequest`]).
+    /// Returns false if it is no longer waiting (timed out).
+    pub fn decide_join(&self, id: u64, verdict: JoinVerdict) -> bool {
+        self.shared.decide_join(id, verdict)
     }
 
     /// The queue of events for the application.
@@ -431,7 +527,7 @@ impl PendingUpgrade {
                 shared.admissions.lock().pending.remove(&self.id);
                 let identity = Identity { user: user.map(Arc::from), data: data.map(Arc::from), ..self.identity };
                 let rooms = rooms.unwrap_or(self.accepted.rooms.clone());
-                shared.open(socket, self.head, self.accepted.to_response(), &rooms, identity);
+                shared.open(socket, self.head, &self.accepted, &rooms, identity);
             }
             Decision::Reject(rejection) => {
                 shared.end_pending(self.id, self.tracked_address.as_ref());

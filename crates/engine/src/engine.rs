@@ -5,13 +5,21 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
+use std::time::Duration;
+
 use parking_lot::RwLock;
 use tokio::runtime::{Handle, Runtime};
 
 use crate::broker::{Broker, MemoryBroker};
+use crate::config::RoomsConfig;
 use crate::connection::{ConnId, Connection};
-use crate::registry::Registry;
+use crate::history::Position;
+use crate::presence::Member;
+use crate::publication::Publication;
+use crate::registry::{HistoryPage, JoinBy, LeaveBy, Published, Registry};
+
+/// How often rooms left with only expired history are dropped.
+const SWEEP_PERIOD: Duration = Duration::from_secs(1);
 
 /// Rooms, the broker in front of them, every open connection by id and by user, and the
 /// runtime that runs connections.
@@ -22,6 +30,7 @@ pub struct Engine {
     users: RwLock<HashMap<Arc<str>, Vec<Arc<Connection>>>>,
     next_conn_id: AtomicU64,
     runtime: OnceLock<Runtime>,
+    sweeper: OnceLock<()>,
 }
 
 impl Default for Engine {
@@ -42,6 +51,7 @@ impl Engine {
             users: RwLock::default(),
             next_conn_id: AtomicU64::new(1),
             runtime: OnceLock::new(),
+            sweeper: OnceLock::new(),
         }
     }
 
@@ -61,10 +71,40 @@ impl Engine {
         &*self.broker
     }
 
-    /// Publishes an encoded frame to `room`, not to the connections in `except` (see
-    /// [`Broker::publish`]).
-    pub fn broadcast(&self, room: &str, frame: &Bytes, except: &[ConnId]) -> usize {
-        self.broker.publish(&[room], frame, except)
+    /// Publishes to `room`, not to the connections in `except` (see [`Broker::publish`]).
+    pub fn broadcast(&self, room: &str, publication: &Publication, except: &[ConnId]) -> Published {
+        self.broker.publish(room, publication, except)
+    }
+
+    /// A page of `room`'s history; `None` when it keeps none.
+    pub fn history(&self, room: &str, since: Option<&Position>, limit: usize) -> Option<HistoryPage> {
+        self.broker.history(room, since, limit)
+    }
+
+    /// The presence of `room`; `None` when it keeps none.
+    pub fn presence(&self, room: &str) -> Option<Vec<Member>> {
+        self.registry.presence(room)
+    }
+
+    /// Sets the room settings (history, presence, private prefixes) of the whole process, and
+    /// starts dropping rooms whose history expired.
+    pub fn configure_rooms(&self, config: RoomsConfig) {
+        let keeps_history = config.history.is_some() || config.history_prefixes.iter().any(|(_, l)| l.is_some());
+        self.registry.configure(config);
+        if keeps_history {
+            if let Some(handle) = self.runtime.get().map(|r| r.handle().clone()) {
+                self.sweeper.get_or_init(|| {
+                    let registry = self.registry.clone();
+                    handle.spawn(async move {
+                        let mut ticks = tokio::time::interval(SWEEP_PERIOD);
+                        loop {
+                            ticks.tick().await;
+                            registry.sweep(std::time::Instant::now());
+                        }
+                    });
+                });
+            }
+        }
     }
 
     /// The runtime, started with `threads` workers by the first caller; later values are
@@ -118,26 +158,28 @@ impl Engine {
         self.connections.read().len()
     }
 
-    /// Queues an encoded frame for connection `id`. Returns whether the connection exists
-    /// (a slow consumer's policy may still have refused the frame; that is counted).
-    pub fn send(&self, id: ConnId, frame: &Bytes) -> bool {
-        self.connection(id).map(|c| c.deliver(frame)).is_some()
+    /// Queues a message for connection `id`. Returns whether the connection exists (a slow
+    /// consumer's policy may still have refused the message; that is counted).
+    pub fn send(&self, id: ConnId, publication: &Publication) -> bool {
+        self.connection(id).map(|c| c.deliver_publication(publication)).is_some()
     }
 
-    /// Queues an encoded frame for every connection of `user`; returns how many took it.
-    pub fn send_to_user(&self, user: &str, frame: &Bytes) -> usize {
+    /// Queues a message for every connection of `user`; returns how many took it.
+    pub fn send_to_user(&self, user: &str, publication: &Publication) -> usize {
         let connections = self.users.read().get(user).cloned().unwrap_or_default();
-        connections.iter().filter(|c| c.deliver(frame)).count()
+        connections.iter().filter(|c| c.deliver_publication(publication)).count()
     }
 
-    /// Adds connection `id` to `room`. Returns whether the connection exists.
+    /// Adds connection `id` to `room` (a `roomcast.v1` client is told). Returns whether the
+    /// connection exists.
     pub fn join(&self, id: ConnId, room: &str) -> bool {
-        self.connection(id).map(|c| self.registry.join(room, &c)).is_some()
+        self.connection(id).map(|c| self.registry.join(room, &c, JoinBy::Server)).is_some()
     }
 
-    /// Removes connection `id` from `room`. Returns whether the connection exists.
+    /// Removes connection `id` from `room` (a `roomcast.v1` client is told). Returns whether
+    /// the connection exists.
     pub fn leave(&self, id: ConnId, room: &str) -> bool {
-        self.connection(id).map(|c| self.registry.leave(room, &c)).is_some()
+        self.connection(id).map(|c| self.registry.leave(room, &c, LeaveBy::Server)).is_some()
     }
 
     /// Closes connection `id` with `code` and `reason` (closing handshake, then the socket is

@@ -15,6 +15,8 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::connection::{ConnId, Connection};
+use crate::presence::Member;
+use crate::registry::RoomName;
 
 /// Message payload bytes queued for the application beyond which sockets stop being read.
 pub const HIGH_WATER_BYTES: usize = 16 * 1024 * 1024;
@@ -33,6 +35,27 @@ pub enum AppEvent {
         text: bool,
         /// The payload (shared with the relayed frame, not copied).
         payload: Bytes,
+        /// The room of a `roomcast.v1` publish (raw messages have none).
+        room: Option<RoomName>,
+    },
+    /// A `roomcast.v1` client asks to join a room that the application authorizes: answer with
+    /// [`crate::Endpoint::decide_join`].
+    JoinRequest {
+        /// The client.
+        conn: ConnId,
+        /// The request, for `decide_join`.
+        id: u64,
+        /// The room.
+        room: String,
+    },
+    /// A user's first connection joined a presence room, or its last one left it.
+    Presence {
+        /// The room.
+        room: RoomName,
+        /// Whether it joined (else left).
+        joined: bool,
+        /// The member.
+        member: Member,
     },
     /// A connection was released. `code` is the client's close code (1005 for an empty close
     /// frame), or the code the server closed with, or 1006 when the socket ended without a close.
@@ -62,6 +85,7 @@ pub struct EventQueue {
     wake: Mutex<Option<Arc<Wake>>>,
     lifecycle: AtomicBool,
     messages: AtomicBool,
+    presence: AtomicBool,
     /// Whether the queue is past a high-water mark: read by every connection task on each turn,
     /// so it is an atomic rather than a look under the queue's lock.
     full: AtomicBool,
@@ -92,6 +116,16 @@ impl EventQueue {
         self.messages.load(Relaxed)
     }
 
+    /// Whether presence events are wanted.
+    pub fn wants_presence(&self) -> bool {
+        self.presence.load(Relaxed)
+    }
+
+    /// Sets whether presence events are wanted.
+    pub fn set_presence_interest(&self, presence: bool) {
+        self.presence.store(presence, Relaxed);
+    }
+
     /// Queues an event (the caller checked the interest) and wakes the application if the queue
     /// was empty. If the application is gone, events stop being queued.
     pub(crate) fn push(&self, event: AppEvent) {
@@ -117,6 +151,7 @@ impl EventQueue {
     /// Stops queueing and drops what is queued: nobody will take it.
     fn abandon(&self) {
         self.set_interest(false, false);
+        self.set_presence_interest(false);
         self.take();
     }
 
@@ -149,7 +184,7 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     fn message(len: usize) -> AppEvent {
-        AppEvent::Message { conn: 1, text: false, payload: Bytes::from(vec![0; len]) }
+        AppEvent::Message { conn: 1, text: false, payload: Bytes::from(vec![0; len]), room: None }
     }
 
     #[test]

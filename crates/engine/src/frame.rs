@@ -134,16 +134,29 @@ impl Message {
 
     /// Turns the message into a server frame carrying the same payload and type, without
     /// copying the payload.
-    pub fn into_frame(mut self) -> Bytes {
+    pub fn into_frame(self) -> Bytes {
         let opcode = if self.text { OpCode::Text } else { OpCode::Binary };
-        let len = self.buf.len() - HEADROOM;
-        let mut header = [0u8; HEADROOM];
-        let header_len = write_header(&mut header, opcode, len);
-        self.buf[..HEADROOM].copy_from_slice(&header);
-        let mut frame = self.buf.freeze();
-        bytes::Buf::advance(&mut frame, HEADROOM - header_len);
-        frame
+        finish(self.buf, opcode)
     }
+}
+
+/// Turns a buffer of [`HEADROOM`] spare bytes followed by a payload into a final server frame
+/// carrying that payload, by writing the header into the spare bytes: no copy.
+pub fn finish(mut buf: BytesMut, opcode: OpCode) -> Bytes {
+    let len = buf.len() - HEADROOM;
+    let mut header = [0u8; HEADROOM];
+    let header_len = write_header(&mut header, opcode, len);
+    buf[..HEADROOM].copy_from_slice(&header);
+    let mut frame = buf.freeze();
+    bytes::Buf::advance(&mut frame, HEADROOM - header_len);
+    frame
+}
+
+/// An empty buffer for [`finish`]: [`HEADROOM`] spare bytes, room for `capacity` payload bytes.
+pub fn with_headroom(capacity: usize) -> BytesMut {
+    let mut buf = BytesMut::with_capacity(HEADROOM + capacity);
+    buf.resize(HEADROOM, 0);
+    buf
 }
 
 /// The body of a close frame a client sent.

@@ -153,8 +153,13 @@ pub fn check(request: &UpgradeRequest, policy: &HandshakePolicy) -> Result<Accep
         }
     }
     let rooms = rooms_from_url(&request.url, policy.max_rooms_per_connection)?;
+    // roomcast.v1 is always spoken, and preferred: a client offering it wants rooms over one socket.
     let protocol = request.protocol.as_deref().and_then(|offered| {
-        offered.split(',').map(str::trim).find(|p| policy.protocols.iter().any(|s| s == p)).map(str::to_owned)
+        let mut offered = offered.split(',').map(str::trim);
+        if offered.clone().any(|p| p == crate::envelope::PROTOCOL) {
+            return Some(crate::envelope::PROTOCOL.to_owned());
+        }
+        offered.find(|p| policy.protocols.iter().any(|s| s == p)).map(str::to_owned)
     });
     Ok(Accepted { accept: accept_key(key), protocol, rooms })
 }

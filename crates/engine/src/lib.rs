@@ -6,6 +6,9 @@
 //! [`connection`] is a connection's shared handle, [`session`] the task that runs its socket, [`frame`] encodes and decodes frames, [`outbox`] bounds what
 //! waits to be written, [`registry`] holds rooms and does the fan-out, [`broker`] is the boundary
 //! publications cross, [`endpoint`] is one `attach()` (with its [`heartbeat`] and [`events`]), [`engine`] the process-global whole.
+//! The `roomcast.v1` subprotocol: [`envelope`] is its wire format, [`requests`] carries out what
+//! clients ask, [`history`] and [`presence`] are the per-room data it serves, and a
+//! [`publication`] is one message on its way, encoded once per protocol.
 #![deny(missing_docs)]
 
 pub mod broker;
@@ -14,18 +17,23 @@ pub mod config;
 pub mod connection;
 pub mod endpoint;
 pub mod engine;
+pub mod envelope;
 pub mod events;
 pub mod frame;
 pub mod handoff;
 pub mod handshake;
 pub mod heartbeat;
+pub mod history;
 pub mod outbox;
+pub mod presence;
+pub mod publication;
 pub mod ratelimit;
 pub mod registry;
+pub mod requests;
 pub mod session;
 pub mod stats;
 
-pub use config::{EndpointConfig, RateLimit, RateLimitPolicy, RelayPolicy, SlowConsumerPolicy};
+pub use config::{EndpointConfig, RateLimit, RateLimitPolicy, RelayPolicy, RoomsConfig, SlowConsumerPolicy};
 pub use connection::Identity;
 pub use endpoint::Endpoint;
 pub use engine::Engine;

@@ -1,141 +1,442 @@
-//! The room registry: which connections are in which room, and the fan-out of one encoded
-//! frame to the members of rooms.
+//! The room registry: which connections are in which room, each room's presence and history,
+//! and the fan-out of one publication to the members of rooms.
 //!
-//! One registry serves the whole process. Membership changes take the write lock; fan-out takes
-//! the read lock and only clones a reference-counted frame into each member's queue, so a
-//! broadcast never waits on socket I/O.
+//! One registry serves the whole process. Membership changes take the write lock; a publication
+//! takes the read lock (and, in a room with history, that room's history lock, which orders its
+//! offsets) and only clones reference-counted frames into each member's queue, so a broadcast
+//! never waits on socket I/O. Because joins hold the write lock, a join that replays history
+//! sees every publication either in the history or live, never both, never neither.
 //!
-//! Lock order, everywhere in the engine: the registry lock, then a connection's rooms or outbox
-//! lock. Nothing takes the registry lock while holding a connection's lock (relay copies the
-//! sender's room names and lets go of its lock before publishing).
+//! Lock order, everywhere in the engine: the registry lock, then a room's history lock, then a
+//! connection's rooms or outbox lock. Nothing takes the registry lock while holding a
+//! connection's lock (relay copies the sender's room names and lets go of its lock before
+//! publishing).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
+use crate::config::RoomsConfig;
 use crate::connection::{ConnId, Connection};
+use crate::envelope::{self, ErrorCode, Ref, RoomState};
+use crate::history::{Entry, History, Position, Recovery};
+use crate::presence::{Member, Presence};
+use crate::publication::Publication;
 
 /// A room name (1 to 256 bytes of UTF-8), shared between the registry and its members.
 pub type RoomName = Arc<str>;
 
+/// Who asks for a join.
+#[derive(Debug)]
+pub enum JoinBy {
+    /// The server (query string, `authorize`, `join()`): a `roomcast.v1` client gets `joined`.
+    Server,
+    /// The client's `join` request, answered with a reply (and the replay it asked for).
+    Request {
+        /// The request's ref.
+        reference: Ref,
+        /// The position to resume after.
+        since: Option<Position>,
+    },
+}
+
+/// Who asks for a leave.
+#[derive(Debug, Clone, Copy)]
+pub enum LeaveBy {
+    /// The server (`leave()`): a `roomcast.v1` client gets `left`.
+    Server,
+    /// The client's `leave` request, answered with a reply.
+    Request(Ref),
+    /// The connection is gone: nothing to tell it.
+    Release,
+}
+
+/// What a publication to one room did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Connections it was queued for.
+    pub delivered: usize,
+    /// Its offset, in a room with history.
+    pub offset: Option<u64>,
+}
+
+/// A page of a room's history, for the server API.
+#[derive(Debug)]
+pub struct HistoryPage {
+    /// The history's epoch.
+    pub epoch: String,
+    /// The room's latest offset.
+    pub offset: u64,
+    /// False when the position asked for could not be continued from (the entries are then empty).
+    pub recovered: bool,
+    /// The publications, oldest first.
+    pub entries: Vec<Entry>,
+}
+
 /// A room's members: a vector for the fan-out to iterate, and each member's place in it, so
 /// that joining and leaving cost O(1) even in rooms of many thousands.
-#[derive(Default)]
 struct Room {
     members: Vec<Arc<Connection>>,
     index: HashMap<ConnId, usize>,
+    /// Members speaking `roomcast.v1` (the room's v1 frame is encoded only when there are any).
+    v1_members: usize,
+    presence: Option<Presence>,
+    history: Option<Mutex<History>>,
 }
 
 impl Room {
+    fn new(name: &str, config: &RoomsConfig) -> Room {
+        Room {
+            members: Vec::new(),
+            index: HashMap::new(),
+            v1_members: 0,
+            presence: config.has_presence(name).then(Presence::default),
+            history: config.history_for(name).map(|limits| Mutex::new(History::new(limits))),
+        }
+    }
+
     fn add(&mut self, conn: &Arc<Connection>) -> bool {
         if self.index.contains_key(&conn.id()) {
             return false;
         }
         self.index.insert(conn.id(), self.members.len());
         self.members.push(conn.clone());
+        self.v1_members += conn.is_v1() as usize;
         true
     }
 
-    fn remove(&mut self, id: ConnId) -> bool {
-        let Some(at) = self.index.remove(&id) else { return false };
+    fn remove(&mut self, conn: &Connection) -> bool {
+        let Some(at) = self.index.remove(&conn.id()) else { return false };
         self.members.swap_remove(at);
         if let Some(moved) = self.members.get(at) {
             self.index.insert(moved.id(), at);
         }
+        self.v1_members -= conn.is_v1() as usize;
         true
+    }
+
+    /// Whether the room can go: no members, and no history worth keeping.
+    fn is_disposable(&mut self, now: Instant) -> bool {
+        self.members.is_empty()
+            && self.history.as_mut().is_none_or(|h| {
+                let history = h.get_mut();
+                history.expire(now);
+                history.is_empty()
+            })
+    }
+
+    /// What a `roomcast.v1` client joining now learns, and the frames to replay after `since`.
+    fn state(&mut self, since: Option<&Position>) -> (RoomState, Vec<Bytes>) {
+        let mut state = RoomState::default();
+        let mut replay = Vec::new();
+        match self.history.as_mut().map(Mutex::get_mut) {
+            Some(history) => {
+                if let Some(since) = since {
+                    state.recovered = Some(match history.since(Instant::now(), since) {
+                        Recovery::Recovered(entries) => {
+                            replay = entries.iter().map(|e| e.frame.clone()).collect();
+                            true
+                        }
+                        Recovery::Lost => false,
+                    });
+                }
+                state.history = Some((history.epoch().to_string(), history.last_offset()));
+            }
+            None => state.recovered = since.map(|_| false),
+        }
+        state.presence = self.presence.as_ref().map(|p| p.members().to_vec());
+        (state, replay)
+    }
+
+    /// Tells the `roomcast.v1` members (but `except`) that `member` joined or left.
+    fn announce(&self, name: &str, joined: bool, member: &Member, except: ConnId) {
+        if self.v1_members == 0 {
+            return;
+        }
+        let frame = envelope::presence_frame(name, joined, member);
+        for conn in self.members.iter().filter(|c| c.is_v1() && c.id() != except) {
+            conn.deliver(&frame);
+        }
+    }
+
+    /// Queues `publication` for the members but `except`; raw members already in `seen` (when
+    /// several rooms are published to) are skipped.
+    fn publish(
+        &self,
+        name: &str,
+        publication: &Publication,
+        except: &[ConnId],
+        mut seen: Option<&mut HashSet<ConnId>>,
+    ) -> Published {
+        // Held through the fan-out: offsets reach every member in increasing order.
+        let mut history = self.history.as_ref().map(|h| h.lock());
+        let (offset, v1_frame) = match history.as_mut() {
+            Some(history) => {
+                let offset = history.next_offset();
+                let frame = envelope::message_frame(Some(name), offset, publication);
+                history.append(Instant::now(), publication.payload(), publication.is_text(), frame.clone());
+                (Some(offset), Some(frame))
+            }
+            None => (None, (self.v1_members > 0).then(|| envelope::message_frame(Some(name), 0, publication))),
+        };
+        let mut delivered = 0;
+        for member in &self.members {
+            if except.contains(&member.id()) {
+                continue;
+            }
+            let taken = match &v1_frame {
+                Some(frame) if member.is_v1() => member.deliver(frame),
+                _ if seen.as_mut().is_some_and(|seen| !seen.insert(member.id())) => false,
+                _ => member.deliver(publication.raw_frame()),
+            };
+            delivered += taken as usize;
+        }
+        Published { delivered, offset }
     }
 }
 
+/// An event for the application about a room.
+pub(crate) fn tell_application(conn: &Connection, room: &RoomName, joined: bool, member: Member) {
+    conn.endpoint.presence_event(room.clone(), joined, member);
+}
+
 /// Rooms and their members.
-#[derive(Default)]
 pub struct Registry {
     rooms: RwLock<HashMap<RoomName, Room>>,
+    config: RwLock<Arc<RoomsConfig>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry { rooms: RwLock::default(), config: RwLock::new(Arc::new(RoomsConfig::default())) }
+    }
 }
 
 impl Registry {
-    /// Adds `conn` to `room`, creating the room. Returns false if it was already a member or
-    /// is being released (so a late join cannot leave a member behind).
-    pub fn join(&self, room: &str, conn: &Arc<Connection>) -> bool {
+    /// The room settings in force.
+    pub fn config(&self) -> Arc<RoomsConfig> {
+        self.config.read().clone()
+    }
+
+    /// Replaces the room settings. Rooms that exist keep the history and presence they have;
+    /// rooms created from now on follow `config`.
+    pub fn configure(&self, config: RoomsConfig) {
+        *self.config.write() = Arc::new(config);
+    }
+
+    /// Adds `conn` to `room`, creating the room. Returns false if it was already a member (a
+    /// `join` request is then answered as a success, with nothing replayed) or is being released
+    /// (so a late join cannot leave a member behind). A `join` request beyond the connection's
+    /// room limit fails with [`ErrorCode::TooManyRooms`].
+    pub fn join(&self, room: &str, conn: &Arc<Connection>, by: JoinBy) -> Result<bool, ErrorCode> {
         let mut rooms = self.rooms.write();
         if conn.is_released() {
-            return false;
+            return Ok(false);
+        }
+        if let Some(entry) = rooms.get_mut(room) {
+            if entry.index.contains_key(&conn.id()) {
+                if let JoinBy::Request { reference, .. } = by {
+                    conn.deliver(&envelope::join_reply(reference, room, &entry.state(None).0));
+                }
+                return Ok(false);
+            }
+        }
+        if matches!(by, JoinBy::Request { .. }) && conn.rooms_mut().len() >= conn.max_rooms() {
+            return Err(ErrorCode::TooManyRooms);
         }
         let (name, entry) = match rooms.get_key_value(room) {
             Some((name, _)) => (name.clone(), rooms.get_mut(room).expect("present")),
             None => {
                 let name: RoomName = Arc::from(room);
-                (name.clone(), rooms.entry(name).or_default())
+                let config = self.config.read().clone();
+                (name.clone(), rooms.entry(name).or_insert_with(|| Room::new(room, &config)))
             }
         };
-        if !entry.add(conn) {
-            return false;
-        }
+        entry.add(conn);
         // Updated under the registry lock so the two views never disagree.
-        conn.rooms_mut().push(name);
-        true
+        conn.rooms_mut().push(name.clone());
+        let arrived = match (&mut entry.presence, conn.user()) {
+            (Some(presence), Some(user)) => presence.add(user, conn.data()),
+            _ => None,
+        };
+        if conn.is_v1() {
+            let since = match &by {
+                JoinBy::Request { since, .. } => since.as_ref(),
+                JoinBy::Server => None,
+            };
+            let (state, replay) = entry.state(since);
+            conn.deliver(&match by {
+                JoinBy::Request { reference, .. } => envelope::join_reply(reference, room, &state),
+                JoinBy::Server => envelope::joined_frame(room, &state),
+            });
+            for frame in &replay {
+                conn.deliver(frame);
+            }
+        }
+        if let Some(member) = arrived {
+            entry.announce(room, true, &member, conn.id());
+            tell_application(conn, &name, true, member);
+        }
+        Ok(true)
     }
 
-    /// Removes the connection `id` from `room`; an emptied room disappears. Returns whether it
-    /// was a member.
-    pub fn leave(&self, room: &str, conn: &Connection) -> bool {
+    /// Removes `conn` from `room`; a room left without members or history disappears. Returns
+    /// whether it was a member.
+    pub fn leave(&self, room: &str, conn: &Connection, by: LeaveBy) -> bool {
         let mut rooms = self.rooms.write();
-        let Some(entry) = rooms.get_mut(room) else { return false };
-        if !entry.remove(conn.id()) {
+        let left = Self::leave_locked(&mut rooms, room, conn, by);
+        if left {
+            conn.rooms_mut().retain(|r| &**r != room);
+        }
+        left
+    }
+
+    fn leave_locked(rooms: &mut HashMap<RoomName, Room>, room: &str, conn: &Connection, by: LeaveBy) -> bool {
+        let Some((name, _)) = rooms.get_key_value(room) else { return false };
+        let name = name.clone();
+        let entry = rooms.get_mut(room).expect("present");
+        if !entry.remove(conn) {
             return false;
         }
-        if entry.members.is_empty() {
+        if conn.is_v1() {
+            match by {
+                LeaveBy::Server => conn.deliver(&envelope::left_frame(room)),
+                LeaveBy::Request(reference) => conn.deliver(&envelope::leave_reply(reference, room)),
+                LeaveBy::Release => false,
+            };
+        }
+        let gone = match (&mut entry.presence, conn.user()) {
+            (Some(presence), Some(user)) => presence.remove(user),
+            _ => None,
+        };
+        if let Some(member) = gone {
+            entry.announce(room, false, &member, conn.id());
+            tell_application(conn, &name, false, member);
+        }
+        if entry.is_disposable(Instant::now()) {
             rooms.remove(room);
         }
-        conn.rooms_mut().retain(|r| &**r != room);
         true
     }
 
-    /// Removes the connection from every room it is in.
+    /// Removes the connection from every room it is in (it is gone: nothing is sent to it).
     pub fn leave_all(&self, conn: &Connection) {
         let mut rooms = self.rooms.write();
         let names = std::mem::take(&mut *conn.rooms_mut());
         for name in names {
-            if let Some(entry) = rooms.get_mut(&name) {
-                entry.remove(conn.id());
-                if entry.members.is_empty() {
-                    rooms.remove(&name);
-                }
-            }
+            Self::leave_locked(&mut rooms, &name, conn, LeaveBy::Release);
         }
     }
 
-    /// Queues `frame` for every member of the rooms, once per connection even when it shares
-    /// several of them, skipping the connections in `except`. Returns the number of connections
-    /// it was queued for.
-    pub fn fan_out(&self, rooms: &[&str], frame: &Bytes, except: &[ConnId]) -> usize {
-        let registry = self.rooms.read();
-        let mut delivered = 0;
+    /// Publishes to one room, not to the connections in `except`. A room that does not exist
+    /// is created when its settings give it history (the publication is kept for those who
+    /// join later); otherwise nobody receives it.
+    pub fn publish(&self, room: &str, publication: &Publication, except: &[ConnId]) -> Published {
+        if let Some(entry) = self.rooms.read().get(room) {
+            return entry.publish(room, publication, except, None);
+        }
+        let config = self.config.read().clone();
+        if config.history_for(room).is_none() {
+            return Published::default();
+        }
+        let mut rooms = self.rooms.write();
+        let entry = rooms.entry(Arc::from(room)).or_insert_with(|| Room::new(room, &config));
+        entry.publish(room, publication, except, None)
+    }
+
+    /// Publishes to several rooms (a raw client's message to its rooms): a raw member of
+    /// several of them gets it once, a `roomcast.v1` member once per room. Returns the number of
+    /// deliveries.
+    pub fn publish_many(&self, rooms: &[&str], publication: &Publication, except: &[ConnId]) -> usize {
         if let [room] = rooms {
-            if let Some(room) = registry.get(*room) {
-                for member in &room.members {
-                    if !except.contains(&member.id()) && member.deliver(frame) {
-                        delivered += 1;
-                    }
-                }
-            }
-            return delivered;
+            return self.publish(room, publication, except).delivered;
         }
+        let registry = self.rooms.read();
         let mut seen = HashSet::new();
-        for room in rooms.iter().filter_map(|r| registry.get(*r)) {
-            for member in &room.members {
-                if !except.contains(&member.id()) && seen.insert(member.id()) && member.deliver(frame) {
-                    delivered += 1;
-                }
-            }
-        }
-        delivered
+        rooms
+            .iter()
+            .filter_map(|name| registry.get(*name).map(|room| (name, room)))
+            .map(|(name, room)| room.publish(name, publication, except, Some(&mut seen)).delivered)
+            .sum()
     }
 
-    /// Every room with its number of members.
+    /// The history of `room`: after `since` (at most `limit`, oldest first) when that position
+    /// can be continued from, else the latest `limit`. `None` when the room keeps no history.
+    pub fn history(&self, room: &str, since: Option<&Position>, limit: usize) -> Option<HistoryPage> {
+        let rooms = self.rooms.read();
+        let (epoch, offset, recovered, entries) = match rooms.get(room).and_then(|r| r.history.as_ref()) {
+            Some(history) => {
+                let mut history = history.lock();
+                let now = Instant::now();
+                let (epoch, offset) = (history.epoch().to_string(), history.last_offset());
+                match since {
+                    Some(since) => match history.since(now, since) {
+                        Recovery::Recovered(entries) => {
+                            (epoch, offset, true, entries.into_iter().take(limit).cloned().collect())
+                        }
+                        Recovery::Lost => (epoch, offset, false, Vec::new()),
+                    },
+                    None => (epoch, offset, true, history.latest(now, 0, limit).into_iter().cloned().collect()),
+                }
+            }
+            // A room with history settings that has not started yet: an empty history.
+            None if self.config.read().history_for(room).is_some() && since.is_none() => {
+                return Some(HistoryPage { epoch: String::new(), offset: 0, recovered: true, entries: Vec::new() });
+            }
+            None if self.config.read().history_for(room).is_some() => {
+                return Some(HistoryPage { epoch: String::new(), offset: 0, recovered: false, entries: Vec::new() });
+            }
+            None => return None,
+        };
+        Some(HistoryPage { epoch, offset, recovered, entries })
+    }
+
+    /// The presence of `room` (empty when nobody is there), or `None` when it keeps none.
+    pub fn presence(&self, room: &str) -> Option<Vec<Member>> {
+        match self.rooms.read().get(room) {
+            Some(entry) => entry.presence.as_ref().map(|p| p.members().to_vec()),
+            None => self.config.read().has_presence(room).then(Vec::new),
+        }
+    }
+
+    /// The presence of `room` as `conn`, a member, may see it.
+    pub fn presence_for(&self, room: &str, conn: &Connection) -> Result<Vec<Member>, ErrorCode> {
+        let rooms = self.rooms.read();
+        let entry = rooms.get(room).filter(|r| r.index.contains_key(&conn.id())).ok_or(ErrorCode::NotMember)?;
+        entry.presence.as_ref().map(|p| p.members().to_vec()).ok_or(ErrorCode::NotPresenceRoom)
+    }
+
+    /// Drops the rooms left with neither members nor unexpired history.
+    pub fn sweep(&self, now: Instant) {
+        let candidates: Vec<RoomName> = self
+            .rooms
+            .read()
+            .iter()
+            .filter(|(_, room)| room.members.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let mut rooms = self.rooms.write();
+        for name in candidates {
+            if rooms.get_mut(&name).is_some_and(|room| room.is_disposable(now)) {
+                rooms.remove(&name);
+            }
+        }
+    }
+
+    /// Every room that has members, with their number.
     pub fn list(&self) -> Vec<(String, usize)> {
-        self.rooms.read().iter().map(|(name, room)| (name.to_string(), room.members.len())).collect()
+        self.rooms
+            .read()
+            .iter()
+            .filter(|(_, room)| !room.members.is_empty())
+            .map(|(name, room)| (name.to_string(), room.members.len()))
+            .collect()
     }
 
     /// The members of `room`, in no particular order (empty if it does not exist).
@@ -145,7 +446,7 @@ impl Registry {
 
     /// Number of rooms with at least one member.
     pub fn room_count(&self) -> usize {
-        self.rooms.read().len()
+        self.rooms.read().values().filter(|room| !room.members.is_empty()).count()
     }
 
     /// Number of members of `room` (0 if it does not exist).
@@ -157,20 +458,62 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::tests::detached;
+    use crate::connection::tests::{detached, detached_as, queued};
+    use crate::connection::Protocol;
+    use crate::history::HistoryLimits;
+    use serde_json::Value;
+    use std::time::Duration;
+
+    /// The JSON of a text frame, or `None` for a binary one.
+    fn json(frame: &Bytes) -> Option<Value> {
+        if frame[0] != 0x81 {
+            return None;
+        }
+        let start = match frame[1] & 0x7f {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        Some(serde_json::from_slice(&frame[start..]).expect("JSON"))
+    }
+
+    fn jsons(conn: &Connection) -> Vec<Value> {
+        queued(conn).iter().filter_map(json).collect()
+    }
+
+    fn v1(id: ConnId, user: Option<&str>) -> Arc<Connection> {
+        detached_as(id, Protocol::V1, user)
+    }
+
+    fn with_history(size: usize) -> Registry {
+        let registry = Registry::default();
+        registry.configure(RoomsConfig {
+            history: Some(HistoryLimits { size, ttl: Duration::from_secs(600) }),
+            ..RoomsConfig::default()
+        });
+        registry
+    }
+
+    fn text(s: &str) -> Publication {
+        Publication::text(s)
+    }
+
+    fn request(reference: Ref, since: Option<Position>) -> JoinBy {
+        JoinBy::Request { reference, since }
+    }
 
     #[test]
     fn join_and_leave_keep_both_views_in_step() {
         let registry = Registry::default();
         let (a, b) = (detached(1), detached(2));
-        assert!(registry.join("r", &a));
-        assert!(!registry.join("r", &a), "second join is a no-op");
-        assert!(registry.join("r", &b));
-        assert!(registry.join("s", &a));
+        assert_eq!(registry.join("r", &a, JoinBy::Server), Ok(true));
+        assert_eq!(registry.join("r", &a, JoinBy::Server), Ok(false), "second join is a no-op");
+        assert_eq!(registry.join("r", &b, JoinBy::Server), Ok(true));
+        assert_eq!(registry.join("s", &a, JoinBy::Server), Ok(true));
         assert_eq!((registry.room_count(), registry.room_size("r")), (2, 2));
         assert_eq!(a.rooms(), vec!["r".to_string(), "s".to_string()]);
-        assert!(registry.leave("r", &a));
-        assert!(!registry.leave("r", &a));
+        assert!(registry.leave("r", &a, LeaveBy::Server));
+        assert!(!registry.leave("r", &a, LeaveBy::Server));
         assert_eq!(a.rooms(), vec!["s".to_string()]);
         registry.leave_all(&a);
         registry.leave_all(&b);
@@ -179,35 +522,35 @@ mod tests {
     }
 
     #[test]
-    fn fan_out_reaches_each_member_once_and_skips_the_author() {
+    fn publishing_reaches_each_raw_member_once_and_skips_the_author() {
         let registry = Registry::default();
         let (a, b, c) = (detached(1), detached(2), detached(3));
         for conn in [&a, &b, &c] {
-            registry.join("x", conn);
+            registry.join("x", conn, JoinBy::Server).unwrap();
         }
-        registry.join("y", &b);
-        let frame = Bytes::from_static(b"\x81\x02hi");
-        assert_eq!(registry.fan_out(&["x"], &frame, &[]), 3);
-        assert_eq!(registry.fan_out(&["x", "y"], &frame, &[1]), 2, "b is in both rooms");
-        assert_eq!(registry.fan_out(&["x"], &frame, &[1, 3]), 1);
-        assert_eq!(registry.fan_out(&["nobody"], &frame, &[]), 0);
-        assert_eq!(a.outbox().unwritten(), 4);
-        assert_eq!(b.outbox().unwritten(), 12);
+        registry.join("y", &b, JoinBy::Server).unwrap();
+        let hi = text("hi");
+        assert_eq!(registry.publish("x", &hi, &[]).delivered, 3);
+        assert_eq!(registry.publish_many(&["x", "y"], &hi, &[1]), 2, "b is in both rooms");
+        assert_eq!(registry.publish("x", &hi, &[1, 3]).delivered, 1);
+        assert_eq!(registry.publish("nobody", &hi, &[]), Published::default());
+        assert_eq!(queued(&a).len(), 1);
+        assert_eq!(queued(&b).len(), 3);
     }
 
     #[test]
     fn leaving_keeps_the_other_members_reachable() {
         let registry = Registry::default();
         let conns: Vec<_> = (1..=5).map(detached).collect();
-        conns.iter().for_each(|c| assert!(registry.join("r", c)));
-        assert!(registry.leave("r", &conns[0]), "the first: the last member moves into its place");
-        assert!(registry.leave("r", &conns[3]));
-        assert!(!registry.leave("r", &conns[3]));
+        conns.iter().for_each(|c| assert_eq!(registry.join("r", c, JoinBy::Server), Ok(true)));
+        assert!(registry.leave("r", &conns[0], LeaveBy::Server), "the first: the last member moves into its place");
+        assert!(registry.leave("r", &conns[3], LeaveBy::Server));
+        assert!(!registry.leave("r", &conns[3], LeaveBy::Server));
         let mut left: Vec<_> = registry.members("r").iter().map(|c| c.id()).collect();
         left.sort();
         assert_eq!(left, [2, 3, 5]);
         for id in [2, 3, 5] {
-            assert!(registry.leave("r", &conns[id as usize - 1]), "member {id} is found");
+            assert!(registry.leave("r", &conns[id as usize - 1], LeaveBy::Server), "member {id} is found");
         }
         assert_eq!(registry.room_count(), 0);
     }
@@ -217,7 +560,130 @@ mod tests {
         let registry = Registry::default();
         let a = detached(1);
         a.mark_released();
-        assert!(!registry.join("r", &a));
+        assert_eq!(registry.join("r", &a, JoinBy::Server), Ok(false));
         assert_eq!(registry.room_count(), 0);
+    }
+
+    #[test]
+    fn raw_and_v1_members_get_their_own_frame_and_v1_members_one_per_room() {
+        let registry = Registry::default();
+        let (raw, client) = (detached(1), v1(2, None));
+        for room in ["x", "y"] {
+            registry.join(room, &raw, JoinBy::Server).unwrap();
+            registry.join(room, &client, JoinBy::Server).unwrap();
+        }
+        let joined = jsons(&client);
+        assert_eq!(joined[0], serde_json::json!({"type":"joined","room":"x"}));
+        assert_eq!(registry.publish_many(&["x", "y"], &text("hi"), &[]), 3);
+        assert_eq!(queued(&raw).iter().map(|f| f.to_vec()).collect::<Vec<_>>(), vec![b"\x81\x02hi".to_vec()]);
+        let rooms: Vec<Value> = jsons(&client).into_iter().map(|m| m["room"].clone()).collect();
+        assert_eq!(rooms, vec![Value::from("x"), Value::from("y")]);
+    }
+
+    #[test]
+    fn a_join_request_is_answered_before_the_replay_and_the_replay_before_live_messages() {
+        let registry = with_history(10);
+        let publisher = detached(1);
+        registry.join("chat", &publisher, JoinBy::Server).unwrap();
+        for i in 1..=3 {
+            assert_eq!(registry.publish("chat", &text(&format!("m{i}")), &[]).offset, Some(i));
+        }
+        let epoch = registry.history("chat", None, 10).unwrap().epoch;
+        let client = v1(2, None);
+        let since = Position { epoch: epoch.clone(), offset: 1 };
+        assert_eq!(registry.join("chat", &client, request(7, Some(since))), Ok(true));
+        registry.publish("chat", &text("m4"), &[]);
+        let got = jsons(&client);
+        assert_eq!(got[0]["type"], "reply");
+        assert_eq!((got[0]["ref"].as_u64(), got[0]["recovered"].as_bool()), (Some(7), Some(true)));
+        assert_eq!((got[0]["epoch"].as_str(), got[0]["offset"].as_u64()), (Some(epoch.as_str()), Some(3)));
+        let offsets: Vec<u64> = got[1..].iter().map(|m| m["offset"].as_u64().unwrap()).collect();
+        assert_eq!(offsets, [2, 3, 4], "replay, then live, each once");
+        assert_eq!(got[1]["data"], "m2");
+    }
+
+    #[test]
+    fn a_join_that_cannot_resume_says_so_and_replays_nothing() {
+        let registry = with_history(2);
+        for i in 1..=5 {
+            registry.publish("chat", &text(&format!("m{i}")), &[]);
+        }
+        let epoch = registry.history("chat", None, 10).unwrap().epoch;
+        let client = v1(2, None);
+        let old = Position { epoch: epoch.clone(), offset: 1 };
+        registry.join("chat", &client, request(1, Some(old))).unwrap();
+        let got = jsons(&client);
+        assert_eq!(got.len(), 1, "only the reply");
+        assert_eq!((got[0]["recovered"].as_bool(), got[0]["offset"].as_u64()), (Some(false), Some(5)));
+        let other = v1(3, None);
+        registry.join("chat", &other, request(1, Some(Position { epoch: "other".into(), offset: 5 }))).unwrap();
+        assert_eq!(jsons(&other)[0]["recovered"], false, "another epoch");
+        let plain = v1(4, None);
+        let without_history = Registry::default();
+        without_history.join("plain", &plain, request(1, Some(Position { epoch, offset: 0 }))).unwrap();
+        let got = jsons(&plain);
+        assert_eq!(got[0]["recovered"], false);
+        assert!(got[0].get("epoch").is_none(), "no history, no epoch");
+    }
+
+    #[test]
+    fn a_room_with_history_outlives_its_members_until_the_history_expires() {
+        let registry = with_history(10);
+        let a = detached(1);
+        registry.join("chat", &a, JoinBy::Server).unwrap();
+        registry.publish("chat", &text("m1"), &[]);
+        registry.leave_all(&a);
+        assert_eq!(registry.room_count(), 0, "no members");
+        assert_eq!(registry.history("chat", None, 10).unwrap().entries.len(), 1, "history kept");
+        registry.sweep(Instant::now());
+        assert_eq!(registry.history("chat", None, 10).unwrap().offset, 1, "not expired yet");
+        registry.sweep(Instant::now() + Duration::from_secs(601));
+        assert_eq!(registry.history("chat", None, 10).unwrap().offset, 0, "gone: a new history starts");
+    }
+
+    #[test]
+    fn presence_counts_users_not_connections_and_tells_the_other_v1_members() {
+        let registry = Registry::default();
+        let (tab1, tab2, bob, anon) = (v1(1, Some("alice")), v1(2, Some("alice")), v1(3, Some("bob")), v1(4, None));
+        registry.join("presence-x", &bob, request(1, None)).unwrap();
+        queued(&bob);
+        registry.join("presence-x", &tab1, request(1, None)).unwrap();
+        let reply = &jsons(&tab1)[0];
+        let users: Vec<&str> =
+            reply["presence"].as_array().unwrap().iter().map(|m| m["user"].as_str().unwrap()).collect();
+        assert_eq!(users, ["bob", "alice"], "the list includes the joining user");
+        assert_eq!(reply["presence"][1]["data"], serde_json::json!({"id":1}));
+        assert_eq!(
+            jsons(&bob),
+            vec![
+                serde_json::json!({"type":"presence","room":"presence-x","event":"join","member":{"user":"alice","data":{"id":1}}})
+            ]
+        );
+        registry.join("presence-x", &tab2, request(1, None)).unwrap();
+        registry.join("presence-x", &anon, request(1, None)).unwrap();
+        assert!(jsons(&bob).is_empty(), "a second tab and an anonymous connection are no news");
+        let members = registry.presence("presence-x").unwrap();
+        assert_eq!((members.len(), members[1].connections), (2, 2));
+        registry.leave("presence-x", &tab1, LeaveBy::Request(2));
+        assert!(jsons(&bob).is_empty(), "alice still has a tab");
+        registry.leave_all(&tab2);
+        assert_eq!(jsons(&bob)[0]["event"], "leave");
+        assert_eq!(registry.presence_for("presence-x", &tab1), Err(ErrorCode::NotMember));
+        assert_eq!(registry.presence_for("presence-x", &bob).unwrap().len(), 1);
+        registry.join("plain", &bob, JoinBy::Server).unwrap();
+        assert_eq!(registry.presence_for("plain", &bob), Err(ErrorCode::NotPresenceRoom));
+        assert_eq!(registry.presence("plain"), None);
+    }
+
+    #[test]
+    fn join_requests_beyond_the_room_limit_fail_but_server_joins_do_not() {
+        let registry = Registry::default();
+        let client = v1(1, None);
+        let max = client.max_rooms();
+        for i in 0..max {
+            registry.join(&format!("r{i}"), &client, request(1, None)).unwrap();
+        }
+        assert_eq!(registry.join("one-more", &client, request(1, None)), Err(ErrorCode::TooManyRooms));
+        assert_eq!(registry.join("one-more", &client, JoinBy::Server), Ok(true));
     }
 }

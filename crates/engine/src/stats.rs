@@ -21,6 +21,7 @@ pub struct Stats {
     pub(crate) rate_limit_closes: AtomicU64,
     pub(crate) rate_limit_drops: AtomicU64,
     pub(crate) abandoned_upgrades: AtomicU64,
+    pub(crate) request_errors: AtomicU64,
 }
 
 /// A copy of [`Stats`] at one moment. Gauges: `connections`, `rooms`; the rest only grow.
@@ -61,6 +62,8 @@ pub struct StatsSnapshot {
     pub rate_limit_drops: u64,
     /// Upgrades whose client went away while `authorize` was pending.
     pub abandoned_upgrades: u64,
+    /// `roomcast.v1` requests answered with an error code (malformed, refused, not allowed).
+    pub request_errors: u64,
 }
 
 impl Stats {
@@ -84,6 +87,7 @@ impl Stats {
             rate_limit_closes: self.rate_limit_closes.load(Relaxed),
             rate_limit_drops: self.rate_limit_drops.load(Relaxed),
             abandoned_upgrades: self.abandoned_upgrades.load(Relaxed),
+            request_errors: self.request_errors.load(Relaxed),
         }
     }
 }

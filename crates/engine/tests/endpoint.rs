@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use roomcast_engine::endpoint::Client as ClientInfo;
-use roomcast_engine::frame::{self, OpCode};
+use roomcast_engine::publication::Publication;
 use roomcast_engine::{handoff, Endpoint, EndpointConfig, Engine, UpgradeRequest};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
@@ -94,7 +94,7 @@ fn relays_between_members_and_delivers_broadcasts() {
     assert_eq!(b.read().unwrap(), Message::text("hello"));
     b.send(Message::binary(vec![1u8, 2, 3])).unwrap();
     assert_eq!(a.read().unwrap(), Message::binary(vec![1u8, 2, 3]));
-    assert_eq!(engine.broadcast("r", &frame::encode(OpCode::Text, b"to all"), &[]), 2);
+    assert_eq!(engine.broadcast("r", &Publication::text("to all"), &[]).delivered, 2);
     assert_eq!(a.read().unwrap(), Message::text("to all"));
     assert_eq!(b.read().unwrap(), Message::text("to all"));
     assert_eq!(endpoint.stats().connections, 2);

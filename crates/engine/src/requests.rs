@@ -1,0 +1,97 @@
+//! What a `roomcast.v1` client asks for (docs/protocol.md §3), carried out: joins (with the
+//! application's authorization for the rooms that need it, and resume from history), leaves,
+//! publishes under the relay policy, and presence lists. Every request gets one reply; a
+//! malformed one gets an error code, never a crash or a close.
+
+use std::sync::Arc;
+
+use crate::connection::Connection;
+use crate::endpoint::EndpointShared;
+use crate::envelope::{self, ErrorCode, Request, RequestError};
+use crate::events::AppEvent;
+use crate::frame::Message;
+use crate::registry::{JoinBy, LeaveBy};
+use crate::stats::add;
+
+/// Carries out one request from `conn`.
+pub(crate) fn handle(endpoint: &EndpointShared, conn: &Arc<Connection>, message: Message) {
+    let request = if message.is_text() {
+        envelope::parse_text(message.payload())
+    } else {
+        envelope::parse_binary(message.payload())
+    };
+    if let Err(error) = request.and_then(|request| carry_out(endpoint, conn, request)) {
+        refuse(endpoint, conn, &error);
+    }
+}
+
+/// Answers a failed request; counted.
+pub(crate) fn refuse(endpoint: &EndpointShared, conn: &Connection, error: &RequestError) {
+    add(&endpoint.stats.request_errors, 1);
+    conn.deliver(&envelope::error_frame(error));
+}
+
+fn carry_out(endpoint: &EndpointShared, conn: &Arc<Connection>, request: Request) -> Result<(), RequestError> {
+    let registry = endpoint.engine.registry();
+    match request {
+        Request::Join { reference, room, since } => {
+            let fail = |code, message: String| RequestError::new(Some(reference), code, message);
+            let needs_authorization = endpoint.config.authorize_join || registry.config().is_reserved(&room);
+            if needs_authorization && !conn.in_room(&room) {
+                if !endpoint.config.authorize_join {
+                    return Err(fail(ErrorCode::Forbidden, format!("joining {room} is not allowed")));
+                }
+                let pending = conn.pending_joins.load(std::sync::atomic::Ordering::Relaxed);
+                if conn.rooms_mut().len() + pending >= conn.max_rooms() {
+                    return Err(fail(ErrorCode::TooManyRooms, too_many_rooms(conn)));
+                }
+                conn.endpoint.request_join(conn, reference, room, since);
+                return Ok(());
+            }
+            registry
+                .join(&room, conn, JoinBy::Request { reference, since })
+                .map(|_| ())
+                .map_err(|code| fail(code, too_many_rooms(conn)))
+        }
+        Request::Leave { reference, room } => {
+            if registry.leave(&room, conn, LeaveBy::Request(reference)) {
+                Ok(())
+            } else {
+                Err(RequestError::new(Some(reference), ErrorCode::NotMember, format!("not in {room}")))
+            }
+        }
+        Request::Publish { reference, room, publication } => {
+            if !conn.in_room(&room) {
+                return Err(RequestError::new(Some(reference), ErrorCode::NotMember, format!("not in {room}")));
+            }
+            if !endpoint.config.relay.allows(&room) {
+                let why = format!("messages are not relayed in {room}");
+                return Err(RequestError::new(Some(reference), ErrorCode::PublishDenied, why));
+            }
+            let published = endpoint.engine.broker().publish(&room, &publication, &[conn.id()]);
+            conn.deliver(&envelope::publish_reply(reference, &room, published.offset));
+            if endpoint.events.wants_messages() {
+                let (text, payload) = (publication.is_text(), publication.payload());
+                endpoint.events.push(AppEvent::Message { conn: conn.id(), text, payload, room: Some(Arc::from(room)) });
+            }
+            Ok(())
+        }
+        Request::Presence { reference, room } => match registry.presence_for(&room, conn) {
+            Ok(members) => {
+                conn.deliver(&envelope::presence_reply(reference, &room, &members));
+                Ok(())
+            }
+            Err(code) => {
+                let why = match code {
+                    ErrorCode::NotMember => format!("not in {room}"),
+                    _ => format!("{room} keeps no presence"),
+                };
+                Err(RequestError::new(Some(reference), code, why))
+            }
+        },
+    }
+}
+
+fn too_many_rooms(conn: &Connection) -> String {
+    format!("a connection may be in at most {} rooms", conn.max_rooms())
+}
