@@ -53,9 +53,10 @@ export interface AttachOptions {
    */
   allowedOrigins?: string[]
   /**
-   * Subprotocols the server speaks. The first one the client offers in
-   * `Sec-WebSocket-Protocol` that is in this list is selected.
-   * @default [] (none selected)
+   * Subprotocols the server speaks besides `roomcast.v1` (which it always speaks, and selects
+   * whenever a client offers it: see docs/protocol.md). Otherwise the first one the client offers
+   * in `Sec-WebSocket-Protocol` that is in this list is selected, and the connection is in raw mode.
+   * @default [] (none besides roomcast.v1)
    */
   protocols?: string[]
   /**
@@ -131,11 +132,57 @@ export interface AttachOptions {
    */
   rateLimit?: 'close' | 'drop'
   /**
+   * Decides the joins that `roomcast.v1` clients ask for (`join` requests). Called with the
+   * connection and the room, it returns — or resolves to — `true` to admit; anything else refuses
+   * (`forbidden`; the connection stays open). Throwing, rejecting or not answering within
+   * `authorizeTimeoutMs` refuses with `authorization_failed` and is reported on `'error'`.
+   * With an `authorizeJoin`, every client join asks it. Without one, clients may join every room
+   * except private ones: rooms starting with one of {@link AttachOptions.privatePrefixes} or
+   * {@link AttachOptions.presencePrefixes}. Server-side joins ({@link join}, `authorize`'s
+   * `rooms`, the query string) never ask it.
+   * @default undefined (non-private rooms only)
+   */
+  authorizeJoin?: (conn: Connection, room: string) => boolean | Promise<boolean>
+  /**
+   * Per-room history, for `roomcast.v1` clients to resume after a reconnect (`join` with
+   * `since`) and for {@link history}. `size` messages are kept per room for `ttlMs` each;
+   * `prefixes` overrides both for the rooms whose name starts with a prefix (the longest matching
+   * prefix wins; `size: 0` keeps none). Each message of a room with history gets the next offset.
+   *
+   * Rooms are process-wide, so these settings are too: the latest `attach()` that gives
+   * `history`, `presencePrefixes` or `privatePrefixes` sets all three for rooms created from then on.
+   * @example { prefixes: { 'chat-': { size: 100, ttlMs: 600_000 } } }
+   * @default undefined (no history)
+   */
+  history?: HistoryOptions
+  /**
+   * Rooms starting with one of these keep presence: who is in the room, by user (see
+   * {@link presence}). They are private too. Process-wide, like `history`.
+   * @default ['presence-']
+   */
+  presencePrefixes?: string[]
+  /**
+   * Rooms starting with one of these are private: `roomcast.v1` clients join them only when
+   * `authorizeJoin` admits them. Process-wide, like `history`.
+   * @default ['private-']
+   */
+  privatePrefixes?: string[]
+  /**
    * Worker threads of the engine's tokio runtime. The runtime is process-wide: the first
    * `attach()` in the process decides, later values are ignored.
    * @default Math.min(os.availableParallelism(), 4)
    */
   runtimeThreads?: number
+}
+
+/** How much history rooms keep (see {@link AttachOptions.history}). */
+export interface HistoryOptions {
+  /** Messages kept per room, for rooms no prefix matches; 0 keeps none. @default 0 */
+  size?: number
+  /** Milliseconds each message is kept (required when `size` > 0). */
+  ttlMs?: number
+  /** Settings by room-name prefix. */
+  prefixes?: Record<string, { size: number; ttlMs: number }>
 }
 
 /** What `authorize` may return (see {@link AttachOptions.authorize}). */
@@ -193,6 +240,11 @@ export interface EngineStats {
   rateLimitCloses: number
   /** Messages dropped for exceeding `maxMessagesPerSecond` (`rateLimit: 'drop'`). */
   rateLimitDrops: number
+  /**
+   * `roomcast.v1` requests answered with an error code: malformed, refused (`forbidden`,
+   * `not_member`, …) or failed (`authorization_failed`). The connection stays open.
+   */
+  requestErrors: number
 }
 
 /** Options of {@link Engine.close}. */
@@ -226,6 +278,8 @@ export declare class Connection {
   readonly remoteAddress: string | null
   /** The rooms the connection is in now (empty once it has closed). */
   readonly rooms: string[]
+  /** `'roomcast.v1'`, or `''` for a raw-mode connection. */
+  readonly protocol: string
   /** Sends a message to this connection (see {@link send}). */
   send(msg: Message): boolean
   /** Adds this connection to `room` (see {@link join}). */
@@ -242,15 +296,17 @@ export type Message = string | ArrayBufferView | ArrayBuffer | SharedArrayBuffer
 /**
  * A WebSocket endpoint on one path of one server, returned by {@link attach}. Events:
  * - `'connection' (conn)`: a connection was accepted.
- * - `'message' (conn, data, isBinary)`: a complete message, text as a `string`, binary as a
- *   `Buffer`. Messages reach JavaScript only while a `'message'` listener exists; they come in
+ * - `'message' (conn, data, isBinary, room?)`: a complete message, text as a `string`, binary as a
+ *   `Buffer`; `room` is set for what a `roomcast.v1` client published (and was relayed). Messages reach JavaScript only while a `'message'` listener exists; they come in
  *   batches, in order per connection; relay happens in Rust before, without waiting. When
  *   JavaScript falls behind by more than 16 MiB (or 100,000 events), the engine stops reading
  *   the sockets until it catches up.
  * - `'close' (conn, code, reason)`: a connection was released; `code` is the client's close code
  *   (1005 for an empty close frame), the code the server closed with, or 1006 when the socket
  *   ended without a close frame.
- * - `'error' (error)`: an application callback (`authorize`, a listener) failed. A listener that
+ * - `'presence' (room, event, member)`: in a presence room, a user's first connection joined
+ *   (`'join'`) or its last one left (`'leave'`, also when it died: heartbeats detect it).
+ * - `'error' (error)`: an application callback (`authorize`, `authorizeJoin`, a listener) failed. A listener that
  *   throws does not keep the other listeners from the event. Without an `'error'` listener the
  *   first failure is logged.
  */
@@ -273,12 +329,20 @@ export declare class Engine extends EventEmitter {
   _injectPanicOnNextMessage(): void
 
   on(event: 'connection', listener: (conn: Connection) => void): this
-  on(event: 'message', listener: (conn: Connection, data: string | Buffer, isBinary: boolean) => void): this
+  on(
+    event: 'message',
+    listener: (conn: Connection, data: string | Buffer, isBinary: boolean, room?: string) => void,
+  ): this
+  on(event: 'presence', listener: (room: string, event: 'join' | 'leave', member: PresenceMember) => void): this
   on(event: 'close', listener: (conn: Connection, code: number, reason: string) => void): this
   on(event: 'error', listener: (error: unknown) => void): this
   on(event: string | symbol, listener: (...args: never[]) => void): this
   once(event: 'connection', listener: (conn: Connection) => void): this
-  once(event: 'message', listener: (conn: Connection, data: string | Buffer, isBinary: boolean) => void): this
+  once(
+    event: 'message',
+    listener: (conn: Connection, data: string | Buffer, isBinary: boolean, room?: string) => void,
+  ): this
+  once(event: 'presence', listener: (room: string, event: 'join' | 'leave', member: PresenceMember) => void): this
   once(event: 'close', listener: (conn: Connection, code: number, reason: string) => void): this
   once(event: 'error', listener: (error: unknown) => void): this
   once(event: string | symbol, listener: (...args: never[]) => void): this
@@ -335,14 +399,15 @@ export declare function sendToUser(userId: string, msg: Message): number
 
 /**
  * Adds connection `connId` to `room` (creating the room). The server decides: `authorize`'s
- * room rules do not apply.
+ * room rules and `authorizeJoin` do not apply. A `roomcast.v1` client is told (`joined`).
  * @returns whether the connection exists.
  * @throws TypeError / RangeError for a wrong `connId` type or an invalid room name.
  */
 export declare function join(connId: string, room: string): boolean
 
 /**
- * Removes connection `connId` from `room` (an emptied room disappears).
+ * Removes connection `connId` from `room` (an emptied room without history disappears). A
+ * `roomcast.v1` client is told (`left`).
  * @returns whether the connection exists.
  * @throws TypeError / RangeError for a wrong `connId` type or an invalid room name.
  */
@@ -367,3 +432,44 @@ export declare function members(room: string): { id: string; user: string | null
 
 /** The number of open connections in the process. */
 export declare function connections(): number
+
+/** A user in a presence room. */
+export interface PresenceMember {
+  /** The user (`authorize`'s `id`). */
+  user: string
+  /** The `data` of the user's first connection in the room, or null. */
+  data: unknown
+}
+
+/**
+ * Who is in the presence room `room` (see {@link AttachOptions.presencePrefixes}): one entry per
+ * user, with the number of its connections there, in order of arrival. Connections without a
+ * user are not listed. Empty for a room that keeps no presence.
+ * @throws TypeError / RangeError for an invalid room name.
+ */
+export declare function presence(room: string): (PresenceMember & { connections: number })[]
+
+/** A position in a room's history: the last offset seen, in a history epoch. */
+export interface HistoryPosition {
+  epoch: string
+  offset: number
+}
+
+/** A page of a room's history (see {@link history}). */
+export interface HistoryPage {
+  /** The history's epoch (it changes whenever the history is lost and started again). */
+  epoch: string
+  /** The room's latest offset (0 before the first message). */
+  offset: number
+  /** False when `since` could not be continued from (another epoch, or messages gone); `messages` is then empty. */
+  recovered: boolean
+  /** Oldest first: text as `string`, binary as `Buffer`. */
+  messages: { offset: number; data: string | Buffer; isBinary: boolean }[]
+}
+
+/**
+ * The kept history of `room`: the messages after `options.since` (the first `limit` of them), or
+ * without `since` the latest `limit`. `null` when the room keeps no history.
+ * @throws TypeError / RangeError for an invalid room, `since` or `limit`.
+ */
+export declare function history(room: string, options?: { since?: HistoryPosition; limit?: number }): HistoryPage | null

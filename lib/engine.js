@@ -287,7 +287,10 @@ class Engine extends EventEmitter {
       return
     }
     if (typeof outcome?.then === 'function') {
-      Promise.resolve(outcome).then((value) => this.#native.decideJoin(requestId, value === true ? ALLOW : DENY), failed)
+      Promise.resolve(outcome).then(
+        (value) => this.#native.decideJoin(requestId, value === true ? ALLOW : DENY),
+        failed,
+      )
     } else {
       this.#native.decideJoin(requestId, outcome === true ? ALLOW : DENY)
     }

@@ -49,7 +49,9 @@ function history(room, options = {}) {
       throw new TypeError(`roomcast: ${where}: since must be { epoch: string, offset: number }, got ${describe(since)}`)
     }
     if (!Number.isSafeInteger(since.offset) || since.offset < 0) {
-      throw new RangeError(`roomcast: ${where}: since.offset must be a non-negative integer, got ${describe(since.offset)}`)
+      throw new RangeError(
+        `roomcast: ${where}: since.offset must be a non-negative integer, got ${describe(since.offset)}`,
+      )
     }
   }
   if (limit !== undefined && (!Number.isInteger(limit) || limit < 0 || limit > 0xffffffff)) {
