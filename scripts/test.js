@@ -43,7 +43,7 @@ step('autobahn', 'node', ['autobahn/run.js', '--check'])
 // The libFuzzer targets need a nightly toolchain and cargo-fuzz (.ci/run installs it when a nightly
 // is there): 30 s each, starting from the committed corpus; new inputs go to target/, not the tree.
 if (spawnSync('cargo', ['+nightly', 'fuzz', '--version'], { cwd: root }).status === 0) {
-  for (const target of ['decoder', 'handshake', 'encode_roundtrip']) {
+  for (const target of ['decoder', 'handshake', 'encode_roundtrip', 'envelope']) {
     const scratch = path.join('target', 'fuzz-corpus', target)
     fs.mkdirSync(path.join(root, scratch), { recursive: true })
     const corpus = path.join('crates', 'engine', 'fuzz', 'corpus', target)

@@ -188,17 +188,13 @@ pub fn parse_binary(frame: &[u8]) -> Result<Request, RequestError> {
     if reference == 0 {
         return Err(RequestError::new(None, ErrorCode::BadFrame, "ref must be from 1 to 4294967295"));
     }
-    let reference = Some(reference);
-    let len = frame.get(5..7).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize).ok_or(truncated(reference))?;
-    let room = frame.get(7..7 + len).ok_or(truncated(reference))?;
+    let known = Some(reference);
+    let len = frame.get(5..7).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize).ok_or(truncated(known))?;
+    let room = frame.get(7..7 + len).ok_or(truncated(known))?;
     let room = std::str::from_utf8(room)
-        .map_err(|_| RequestError::new(reference, ErrorCode::BadFrame, "room name is not UTF-8"))?;
-    check_room_name(room).map_err(|why| RequestError::new(reference, ErrorCode::InvalidRoom, why))?;
-    Ok(Request::Publish {
-        reference: reference.expect("read"),
-        room: room.to_owned(),
-        publication: Publication::binary(&frame[7 + len..]),
-    })
+        .map_err(|_| RequestError::new(known, ErrorCode::BadFrame, "room name is not UTF-8"))?;
+    check_room_name(room).map_err(|why| RequestError::new(known, ErrorCode::InvalidRoom, why))?;
+    Ok(Request::Publish { reference, room: room.to_owned(), publication: Publication::binary(&frame[7 + len..]) })
 }
 
 fn parse_ref(value: &Value) -> Option<Ref> {

@@ -118,11 +118,13 @@ impl Room {
         true
     }
 
-    /// Whether the room can go: no members, and no history worth keeping.
-    fn is_disposable(&mut self, now: Instant) -> bool {
+    /// Whether the room can go: no members, and no history worth keeping. Such a room is
+    /// gone for every purpose, even before [`Registry::sweep`] removes it: whoever finds it
+    /// starts a new one (with a new epoch).
+    fn is_disposable(&self, now: Instant) -> bool {
         self.members.is_empty()
-            && self.history.as_mut().is_none_or(|h| {
-                let history = h.get_mut();
+            && self.history.as_ref().is_none_or(|h| {
+                let mut history = h.lock();
                 history.expire(now);
                 history.is_empty()
             })
@@ -247,14 +249,7 @@ impl Registry {
         if matches!(by, JoinBy::Request { .. }) && conn.rooms_mut().len() >= conn.max_rooms() {
             return Err(ErrorCode::TooManyRooms);
         }
-        let (name, entry) = match rooms.get_key_value(room) {
-            Some((name, _)) => (name.clone(), rooms.get_mut(room).expect("present")),
-            None => {
-                let name: RoomName = Arc::from(room);
-                let config = self.config.read().clone();
-                (name.clone(), rooms.entry(name).or_insert_with(|| Room::new(room, &config)))
-            }
-        };
+        let (name, entry) = self.room_mut(&mut rooms, room);
         entry.add(conn);
         // Updated under the registry lock so the two views never disagree.
         conn.rooms_mut().push(name.clone());
@@ -281,6 +276,20 @@ impl Registry {
             tell_application(conn, &name, true, member);
         }
         Ok(true)
+    }
+
+    /// The room `room`, created (or started again, when what is left of it is disposable).
+    fn room_mut<'a>(&self, rooms: &'a mut HashMap<RoomName, Room>, room: &str) -> (RoomName, &'a mut Room) {
+        if rooms.get(room).is_some_and(|r| r.is_disposable(Instant::now())) {
+            rooms.remove(room);
+        }
+        if let Some((name, _)) = rooms.get_key_value(room) {
+            let name = name.clone();
+            return (name, rooms.get_mut(room).expect("present"));
+        }
+        let name: RoomName = Arc::from(room);
+        let config = self.config.read().clone();
+        (name.clone(), rooms.entry(name).or_insert_with(|| Room::new(room, &config)))
     }
 
     /// Removes `conn` from `room`; a room left without members or history disappears. Returns
@@ -335,16 +344,20 @@ impl Registry {
     /// is created when its settings give it history (the publication is kept for those who
     /// join later); otherwise nobody receives it.
     pub fn publish(&self, room: &str, publication: &Publication, except: &[ConnId]) -> Published {
-        if let Some(entry) = self.rooms.read().get(room) {
+        if let Some(entry) = self.rooms.read().get(room).filter(|r| !r.members.is_empty()) {
             return entry.publish(room, publication, except, None);
         }
-        let config = self.config.read().clone();
-        if config.history_for(room).is_none() {
+        // Nobody there: only a room with history (possibly to be started again) keeps it.
+        if self.config.read().history_for(room).is_none() && self.rooms.read().get(room).is_none() {
             return Published::default();
         }
         let mut rooms = self.rooms.write();
-        let entry = rooms.entry(Arc::from(room)).or_insert_with(|| Room::new(room, &config));
-        entry.publish(room, publication, except, None)
+        let (_, entry) = self.room_mut(&mut rooms, room);
+        let published = entry.publish(room, publication, except, None);
+        if entry.is_disposable(Instant::now()) {
+            rooms.remove(room); // A room without history after all (its settings changed).
+        }
+        published
     }
 
     /// Publishes to several rooms (a raw client's message to its rooms): a raw member of
@@ -367,7 +380,8 @@ impl Registry {
     /// can be continued from, else the latest `limit`. `None` when the room keeps no history.
     pub fn history(&self, room: &str, since: Option<&Position>, limit: usize) -> Option<HistoryPage> {
         let rooms = self.rooms.read();
-        let (epoch, offset, recovered, entries) = match rooms.get(room).and_then(|r| r.history.as_ref()) {
+        let live = rooms.get(room).filter(|r| !r.is_disposable(Instant::now()));
+        let (epoch, offset, recovered, entries) = match live.and_then(|r| r.history.as_ref()) {
             Some(history) => {
                 let mut history = history.lock();
                 let now = Instant::now();
@@ -423,7 +437,7 @@ impl Registry {
         }
         let mut rooms = self.rooms.write();
         for name in candidates {
-            if rooms.get_mut(&name).is_some_and(|room| room.is_disposable(now)) {
+            if rooms.get(&name).is_some_and(|room| room.is_disposable(now)) {
                 rooms.remove(&name);
             }
         }
@@ -639,6 +653,23 @@ mod tests {
         assert_eq!(registry.history("chat", None, 10).unwrap().offset, 1, "not expired yet");
         registry.sweep(Instant::now() + Duration::from_secs(601));
         assert_eq!(registry.history("chat", None, 10).unwrap().offset, 0, "gone: a new history starts");
+    }
+
+    #[test]
+    fn a_room_whose_history_expired_starts_again_with_a_new_epoch_before_any_sweep() {
+        let registry = Registry::default();
+        registry.configure(RoomsConfig {
+            history: Some(HistoryLimits { size: 10, ttl: Duration::from_millis(1) }),
+            ..RoomsConfig::default()
+        });
+        registry.publish("chat", &text("m1"), &[]);
+        let first = registry.history("chat", None, 10).unwrap().epoch;
+        std::thread::sleep(Duration::from_millis(5)); // past the 1 ms TTL: only makes expiry certain
+        let client = v1(1, None);
+        registry.join("chat", &client, request(1, Some(Position { epoch: first.clone(), offset: 1 }))).unwrap();
+        let reply = &jsons(&client)[0];
+        assert_eq!((reply["recovered"].as_bool(), reply["offset"].as_u64()), (Some(false), Some(0)));
+        assert_ne!(reply["epoch"].as_str(), Some(first.as_str()), "a new history");
     }
 
     #[test]
