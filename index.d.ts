@@ -208,8 +208,9 @@ export interface EngineStats {
   /** Bytes written to sockets, including the handshake response. */
   bytesOut: number
   /**
-   * Messages that will never be delivered: dropped under `slowConsumer: 'drop'`, or discarded
-   * from the queue of a connection that closed before they were written.
+   * Messages that will never be delivered: dropped under `slowConsumer: 'drop'`, discarded with
+   * the queue of a slow consumer closed under `'close'`, sent to a connection already closing, or
+   * still unwritten when a socket ended (reset, timeout, terminate).
    */
   droppedMessages: number
   /** Connections closed with 1008 because their queue exceeded `maxBufferedBytes`. */
@@ -415,8 +416,8 @@ export declare function leave(connId: string, room: string): boolean
 
 /**
  * Closes connection `connId` with `code` (1000, 1001 or 3000–4999) and `reason` (at most 123
- * bytes of UTF-8): a closing handshake, then the socket is dropped if the client does not answer
- * within 5 s.
+ * bytes of UTF-8): what was sent to it before is written first, then the close frame (a closing
+ * handshake); the socket is dropped if the client has not answered within 5 s.
  * @returns whether the connection existed.
  */
 export declare function disconnect(connId: string, code?: number, reason?: string): boolean

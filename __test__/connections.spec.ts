@@ -79,6 +79,21 @@ describe('by connection id', () => {
     expect(roomcast.disconnect(conn.id)).toBe(false)
   })
 
+  it('delivers what was sent just before disconnect(), then the close frame', async () => {
+    const running = await server()
+    const { ws, conn } = await client(running)
+    const got: string[] = []
+    ws.on('message', (data: Buffer) => got.push(data.toString()))
+    const closing = closed(ws)
+    for (let i = 0; i < 100; i++) expect(roomcast.send(conn.id, `last words ${i}`)).toBe(true)
+    expect(roomcast.disconnect(conn.id, 4002, 'bye')).toBe(true)
+    // The connection still exists, but is closing: the message is refused, and counted.
+    expect(roomcast.send(conn.id, 'after the close')).toBe(true)
+    expect(await closing).toEqual([4002, 'bye'])
+    expect(got).toEqual(Array.from({ length: 100 }, (_, i) => `last words ${i}`))
+    expect(running.engine.stats().droppedMessages).toBe(1)
+  })
+
   it('returns false for ids that do not exist, and never creates a half-joined room', () => {
     for (const id of ['999999999', '0', 'abc', '', '12345678901234567890']) {
       expect(roomcast.send(id, 'x')).toBe(false)

@@ -162,7 +162,11 @@ impl Connection {
         let data = frame.data;
         match self.outbox.push(frame, config.max_buffered_bytes) {
             Push::Queued => true,
-            Push::Closed => false,
+            Push::Closed => {
+                // Too late: the connection is closing. Never delivered, so counted.
+                add(&self.endpoint.stats.dropped_messages, data as u64);
+                false
+            }
             Push::Full => {
                 let stats = &self.endpoint.stats;
                 match config.slow_consumer {
@@ -173,7 +177,8 @@ impl Connection {
                             reason: "slow consumer".into(),
                             timeout: config.close_timeout,
                         };
-                        if let Some(discarded) = self.outbox.command(close) {
+                        // Its queue is the problem: discarded, not written first.
+                        if let Some(discarded) = self.outbox.command(close, true) {
                             add(&stats.slow_consumer_closes, 1);
                             add(&stats.dropped_messages, discarded as u64 + data as u64);
                         }
@@ -184,11 +189,11 @@ impl Connection {
         }
     }
 
-    /// Starts the closing handshake; the socket is dropped if the client has not answered
-    /// within `timeout`. Ignored if the connection is already closing.
+    /// Starts the closing handshake after what is already queued; the socket is dropped if the
+    /// client has not answered within `timeout`. Ignored if the connection is already closing.
     pub fn close(&self, code: u16, reason: &str, timeout: Duration) {
         let command = Command::Close { code, reason: reason.to_owned(), timeout };
-        if let Some(discarded) = self.outbox.command(command) {
+        if let Some(discarded) = self.outbox.command(command, false) {
             add(&self.endpoint.stats.dropped_messages, discarded as u64);
         }
     }
@@ -200,7 +205,7 @@ impl Connection {
 
     /// Drops the socket without a closing handshake.
     pub fn terminate(&self) {
-        if let Some(discarded) = self.outbox.command(Command::Terminate) {
+        if let Some(discarded) = self.outbox.command(Command::Terminate, true) {
             add(&self.endpoint.stats.dropped_messages, discarded as u64);
         }
     }

@@ -94,20 +94,28 @@ impl Outbox {
         }
     }
 
-    /// Stops accepting frames and discards the queued data messages (the connection is closing);
-    /// control bytes already queued (the handshake response, pongs) stay, so the close frame
-    /// that follows is still preceded by the `101`. Returns how many data messages were
-    /// discarded, or `None` if it was already closing.
+    /// Stops accepting frames and discards the queued data messages (the connection is going
+    /// away); control bytes already queued (the handshake response, pongs) stay. Returns how many
+    /// data messages were discarded, or `None` if it was already closing.
     pub fn stop(&self) -> Option<usize> {
         let mut queue = self.queue.lock();
-        self.stop_locked(&mut queue)
+        self.stop_locked(&mut queue, true)
     }
 
-    fn stop_locked(&self, queue: &mut Queue) -> Option<usize> {
+    /// Stops accepting frames; what is queued stays, to be written before the close frame that
+    /// follows (a message sent just before `close()` still arrives, as with `ws`).
+    pub fn stop_keeping(&self) {
+        self.queue.lock().closing = true;
+    }
+
+    fn stop_locked(&self, queue: &mut Queue, discard: bool) -> Option<usize> {
         if queue.closing {
             return None;
         }
         queue.closing = true;
+        if !discard {
+            return Some(0);
+        }
         let (mut discarded, mut bytes) = (0, 0);
         queue.frames.retain(|f| {
             if f.data {
@@ -120,14 +128,15 @@ impl Outbox {
         Some(discarded)
     }
 
-    /// Stops the queue (as [`Outbox::stop`]) and hands `command` to the task. Of two closes the
-    /// first wins, but [`Command::Terminate`] always wins, even over a close in progress (so a
-    /// shutdown can end a closing handshake that would otherwise run to its own deadline).
-    /// Returns how many data messages were discarded, or `None` if the connection was already
-    /// closing.
-    pub fn command(&self, command: Command) -> Option<usize> {
+    /// Stops the queue and hands `command` to the task; the queued data messages are discarded
+    /// when `discard` (a slow consumer, a terminate), else written before the close frame. Of two
+    /// closes the first wins, but [`Command::Terminate`] always wins, even over a close in
+    /// progress (so a shutdown can end a closing handshake that would otherwise run to its own
+    /// deadline). Returns how many data messages were discarded, or `None` if the connection was
+    /// already closing.
+    pub fn command(&self, command: Command, discard: bool) -> Option<usize> {
         let mut queue = self.queue.lock();
-        let discarded = self.stop_locked(&mut queue);
+        let discarded = self.stop_locked(&mut queue, discard);
         if discarded.is_some() || command == Command::Terminate {
             queue.command = Some(command);
             self.wake.notify_one();
@@ -193,16 +202,28 @@ mod tests {
         outbox.push(frame(10), 100);
         outbox.push(OutFrame { bytes: Bytes::from_static(b"pong"), data: false }, 100);
         let close = Command::Close { code: 1008, reason: String::new(), timeout: std::time::Duration::ZERO };
-        assert_eq!(outbox.command(close), Some(1));
+        assert_eq!(outbox.command(close, true), Some(1));
         assert_eq!(outbox.unwritten(), 4);
         assert_eq!(outbox.push(frame(1), 100), Push::Closed);
         let again = Command::Close { code: 1000, reason: String::new(), timeout: std::time::Duration::ZERO };
-        assert_eq!(outbox.command(again), None, "the first close wins");
+        assert_eq!(outbox.command(again, true), None, "the first close wins");
         let mut taken = VecDeque::new();
         assert!(matches!(outbox.take(&mut taken), Some(Command::Close { code: 1008, .. })));
         assert_eq!(taken.len(), 1);
         assert_eq!(&taken[0].bytes[..], b"pong");
-        assert_eq!(outbox.command(Command::Terminate), None, "already closing");
+        assert_eq!(outbox.command(Command::Terminate, true), None, "already closing");
         assert_eq!(outbox.take_command(), Some(Command::Terminate), "but terminate always wins");
+    }
+
+    #[test]
+    fn a_close_that_keeps_data_refuses_more_but_leaves_the_queue_to_be_written() {
+        let outbox = Outbox::default();
+        outbox.push(frame(10), 100);
+        let close = Command::Close { code: 1000, reason: String::new(), timeout: std::time::Duration::ZERO };
+        assert_eq!(outbox.command(close, false), Some(0));
+        assert_eq!(outbox.push(frame(1), 100), Push::Closed);
+        let mut taken = VecDeque::new();
+        assert!(matches!(outbox.take(&mut taken), Some(Command::Close { code: 1000, .. })));
+        assert_eq!(taken.len(), 1, "the message queued before the close is still written");
     }
 }

@@ -267,29 +267,14 @@ impl State {
         }
     }
 
-    /// Queues our close frame after the frame being written and the control bytes already
-    /// queued (the `101` among them), discarding the data messages not yet started.
+    /// Queues our close frame after everything already queued: the data messages too (a
+    /// message echoed or sent just before the close still arrives), except those a slow
+    /// consumer's close discarded. Nothing is accepted after it.
     fn start_close(&mut self, code: u16, reason: &str, timeout: Duration) {
         if self.close_sent {
             return;
         }
-        let stats = &self.conn.endpoint.stats;
-        if let Some(discarded) = self.conn.outbox().stop() {
-            add(&stats.dropped_messages, discarded as u64);
-        }
-        let front_started = self.front_written > 0;
-        let (mut index, mut discarded, mut bytes) = (0, 0, 0);
-        self.pending.retain(|f| {
-            let keep = !f.data || (index == 0 && front_started);
-            index += 1;
-            if !keep {
-                discarded += 1;
-                bytes += f.bytes.len();
-            }
-            keep
-        });
-        add(&stats.dropped_messages, discarded);
-        self.conn.outbox().release(bytes);
+        self.conn.outbox().stop_keeping();
         self.conn.outbox().push_unbounded(OutFrame { bytes: frame::encode_close(code, reason), data: false });
         (self.close_code, self.close_reason) = (code, reason.to_owned());
         self.close_sent = true;
