@@ -75,7 +75,9 @@ export interface AttachOptions {
    */
   echo?: boolean
   /**
-   * Most rooms a connection may join through its query string (`?room=a&room=b`); more → HTTP 400.
+   * Most rooms a connection may join through its query string (`?room=a&room=b`; more → HTTP
+   * 400) and, for a `roomcast.v1` client, through its own `join` requests, those waiting for
+   * `authorizeJoin` included (more → `too_many_rooms`). Server-side joins are not limited.
    * @default 64
    */
   maxRoomsPerConnection?: number
@@ -134,8 +136,9 @@ export interface AttachOptions {
   /**
    * Decides the joins that `roomcast.v1` clients ask for (`join` requests). Called with the
    * connection and the room, it returns — or resolves to — `true` to admit; anything else refuses
-   * (`forbidden`; the connection stays open). Throwing, rejecting or not answering within
-   * `authorizeTimeoutMs` refuses with `authorization_failed` and is reported on `'error'`.
+   * (`forbidden`; the connection stays open). Throwing or rejecting refuses with
+   * `authorization_failed`, is reported on `'error'` and counted in `authorizeErrors`; not
+   * answering within `authorizeTimeoutMs` refuses with `authorization_failed` too.
    * With an `authorizeJoin`, every client join asks it. Without one, clients may join every room
    * except private ones: rooms starting with one of {@link AttachOptions.privatePrefixes} or
    * {@link AttachOptions.presencePrefixes}. Server-side joins ({@link join}, `authorize`'s
@@ -183,6 +186,14 @@ export interface HistoryOptions {
   ttlMs?: number
   /** Settings by room-name prefix. */
   prefixes?: Record<string, { size: number; ttlMs: number }>
+  /**
+   * Most bytes all the rooms' histories keep together (payloads and their encoded frames).
+   * Past it, a new message pushes its own room's oldest ones out, so a room may not reach back
+   * as far as `size` (a resume from before then answers `recovered: false`). See
+   * `stats().historyBytes`.
+   * @default 67108864 (64 MiB)
+   */
+  maxBytes?: number
 }
 
 /** What `authorize` may return (see {@link AttachOptions.authorize}). */
@@ -246,6 +257,8 @@ export interface EngineStats {
    * `not_member`, …) or failed (`authorization_failed`). The connection stays open.
    */
   requestErrors: number
+  /** Gauge: bytes the room histories of the whole process keep (bounded by `history.maxBytes`). */
+  historyBytes: number
 }
 
 /** Options of {@link Engine.close}. */

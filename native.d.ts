@@ -131,6 +131,7 @@ export interface EngineStats {
   rateLimitDrops: number
   abandonedUpgrades: number
   requestErrors: number
+  historyBytes: number
 }
 
 /** A page of `room`'s history (see `Registry::history`), or null when it keeps none. */
@@ -199,6 +200,8 @@ export declare function roomSize(room: string): number
 /** `attach()`'s room settings, already validated. */
 export interface RoomsOptions {
   history?: HistoryOptions
+  /** Bound of all histories together, in bytes. */
+  historyMaxBytes?: number
   historyPrefixes: Array<HistoryPrefix>
   presencePrefixes: Array<string>
   privatePrefixes: Array<string>

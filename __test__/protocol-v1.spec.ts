@@ -24,7 +24,7 @@ import {
   terminateV1Clients,
   type V1Client,
 } from './fixtures/v1-client'
-import { connect, roomcast, serverPerTest, uniqueRoom, until } from './helpers'
+import { connect, type Engine, roomcast, serverPerTest, uniqueRoom, until } from './helpers'
 
 // The roomcast.v1 additions to the API, typed here so that this file compiles on its own.
 interface HistoryLimits {
@@ -196,7 +196,12 @@ describe('join, leave and publish', () => {
     expect(await client.next()).toMatchObject({ offset: 1, data: 'one' })
     expect(await client.next()).toMatchObject({ offset: 2, data: 'two' })
     expect(await client.join(room)).toMatchObject({ ok: true, room, epoch, offset: 2 })
-    expect(await client.join(room, { epoch: epoch as string, offset: 0 })).toMatchObject({ ok: true, room })
+    // Already in: nothing replayed, so the position asked for is not recovered.
+    expect(await client.join(room, { epoch: epoch as string, offset: 0 })).toMatchObject({
+      ok: true,
+      room,
+      recovered: false,
+    })
     expect(roomcast.broadcast(room, 'three')).toBe(1)
     expect(await client.next()).toEqual({ type: 'message', room, offset: 3, data: 'three' })
     expect(roomcast.broadcast(room, 'four')).toBe(1)
@@ -974,6 +979,33 @@ describe('malformed requests', () => {
 })
 
 // Last: presencePrefixes and privatePrefixes are process-wide, like history.
+describe('history memory budget', () => {
+  it('keeps every history within history.maxBytes: a room gives up its oldest messages first', async () => {
+    const historyBytes = (engine: Engine) => engine.stats().historyBytes
+    // The earlier tests' rooms of this file still keep history (it is process-wide): 64 KiB more.
+    const before = historyBytes((await start()).engine)
+    const maxBytes = before + 64 * 1024
+    const running = await start({ history: { ...HISTORY, maxBytes } } as V1Options)
+    const room = uniqueRoom('chat-')
+    const client = await connectV1(running.url())
+    const { epoch } = await client.join(room)
+    const payload = (i: number) => `${i}:`.padEnd(4096, '.')
+    for (let i = 1; i <= 100; i++) roomcast.broadcast(room, payload(i))
+    expect(historyBytes(running.engine)).toBeGreaterThan(before)
+    expect(historyBytes(running.engine)).toBeLessThanOrEqual(maxBytes)
+    const kept = v1.history(room)?.messages.map((m) => m.offset) ?? []
+    expect(kept.length).toBeGreaterThan(0)
+    expect(kept.length).toBeLessThan(100) // 100 × 4 KiB (twice: payload and frame) cannot fit in 64 KiB
+    expect(kept).toEqual(Array.from({ length: kept.length }, (_, i) => 101 - kept.length + i)) // the latest, contiguous
+    const resume = await connectV1(running.url())
+    expect(await resume.join(room, { epoch: epoch as string, offset: 1 })).toMatchObject({ recovered: false })
+    const recent = await connectV1(running.url())
+    expect(await recent.join(room, { epoch: epoch as string, offset: 99 })).toMatchObject({ recovered: true })
+    expect(await recent.next()).toMatchObject({ type: 'message', offset: 100, data: payload(100) })
+    await start() // the budget is process-wide: back to the default for the tests that follow
+  })
+})
+
 describe('reserved prefixes', () => {
   it('takes the reserved prefixes from presencePrefixes and privatePrefixes', async () => {
     const running = await start({ ...USERS, presencePrefixes: ['here-'], privatePrefixes: ['secret-'] })

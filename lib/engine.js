@@ -222,7 +222,12 @@ class Engine extends EventEmitter {
   /** An application error (authorize, a listener): to 'error' listeners, or logged once. */
   #report(error) {
     if (this.listenerCount('error') > 0) {
-      this.emit('error', error)
+      try {
+        this.emit('error', error)
+      } catch (failure) {
+        // An 'error' listener that throws must not take the host process down.
+        console.error('roomcast: an "error" listener threw:', failure)
+      }
     } else if (!this.#logged) {
       this.#logged = true
       console.error(
@@ -274,9 +279,17 @@ class Engine extends EventEmitter {
 
   /** Runs the application's authorizeJoin() for a client's join; only `true` admits. */
   #authorizeJoin(conn, requestId, room) {
+    // Whatever happens, the join is answered, and nothing is thrown or left unhandled.
+    const decide = (verdict) => {
+      try {
+        this.#native.decideJoin(requestId, verdict)
+      } catch (error) {
+        this.#report(error)
+      }
+    }
     const failed = (error) => {
       this.#authorizeErrors += 1
-      this.#native.decideJoin(requestId, FAILED)
+      decide(FAILED)
       this.#report(error)
     }
     let outcome
@@ -287,12 +300,9 @@ class Engine extends EventEmitter {
       return
     }
     if (typeof outcome?.then === 'function') {
-      Promise.resolve(outcome).then(
-        (value) => this.#native.decideJoin(requestId, value === true ? ALLOW : DENY),
-        failed,
-      )
+      Promise.resolve(outcome).then((value) => decide(value === true ? ALLOW : DENY), failed)
     } else {
-      this.#native.decideJoin(requestId, outcome === true ? ALLOW : DENY)
+      decide(outcome === true ? ALLOW : DENY)
     }
   }
 

@@ -111,7 +111,7 @@ function roomSettings(options) {
       throw new TypeError(`roomcast: options.history must be an object, got ${describe(history)}`)
     }
     for (const key of Object.keys(history)) {
-      if (!['size', 'ttlMs', 'prefixes'].includes(key)) {
+      if (!['size', 'ttlMs', 'prefixes', 'maxBytes'].includes(key)) {
         throw new TypeError(`roomcast: unknown option history.${key}`)
       }
     }
@@ -127,6 +127,8 @@ function roomSettings(options) {
   }
   return {
     history: limits,
+    historyMaxBytes:
+      history === undefined ? undefined : integer(history, 'maxBytes', { min: 0, max: 2 ** 52 }, 'history'),
     historyPrefixes,
     presencePrefixes: presencePrefixes ?? ['presence-'],
     privatePrefixes: privatePrefixes ?? ['private-'],

@@ -48,6 +48,9 @@ function history(room, options = {}) {
     if (since === null || typeof since !== 'object' || typeof since.epoch !== 'string') {
       throw new TypeError(`roomcast: ${where}: since must be { epoch: string, offset: number }, got ${describe(since)}`)
     }
+    if (typeof since.offset !== 'number') {
+      throw new TypeError(`roomcast: ${where}: since.offset must be a number, got ${describe(since.offset)}`)
+    }
     if (!Number.isSafeInteger(since.offset) || since.offset < 0) {
       throw new RangeError(
         `roomcast: ${where}: since.offset must be a non-negative integer, got ${describe(since.offset)}`,

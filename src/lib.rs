@@ -73,6 +73,8 @@ pub struct HistoryPrefix {
 #[napi(object)]
 pub struct RoomsOptions {
     pub history: Option<HistoryOptions>,
+    /// Bound of all histories together, in bytes.
+    pub history_max_bytes: Option<f64>,
     pub history_prefixes: Vec<HistoryPrefix>,
     pub presence_prefixes: Vec<String>,
     pub private_prefixes: Vec<String>,
@@ -89,6 +91,9 @@ impl From<RoomsOptions> for RoomsConfig {
             history_prefixes: o.history_prefixes.into_iter().map(|p| (p.prefix, limits(p.size, p.ttl_ms))).collect(),
             presence_prefixes: o.presence_prefixes,
             private_prefixes: o.private_prefixes,
+            history_max_bytes: o
+                .history_max_bytes
+                .map_or(roomcast_engine::config::DEFAULT_HISTORY_MAX_BYTES, |b| b as usize),
         }
     }
 }
@@ -150,6 +155,7 @@ pub struct EngineStats {
     pub rate_limit_drops: f64,
     pub abandoned_upgrades: f64,
     pub request_errors: f64,
+    pub history_bytes: f64,
 }
 
 impl From<StatsSnapshot> for EngineStats {
@@ -173,6 +179,7 @@ impl From<StatsSnapshot> for EngineStats {
             rate_limit_drops: s.rate_limit_drops as f64,
             abandoned_upgrades: s.abandoned_upgrades as f64,
             request_errors: s.request_errors as f64,
+            history_bytes: s.history_bytes as f64,
         }
     }
 }

@@ -117,7 +117,13 @@ pub struct RoomsConfig {
     /// Rooms starting with one of these are private: clients join them only when the
     /// application's `authorizeJoin` admits them.
     pub private_prefixes: Vec<String>,
+    /// Most bytes all the histories of the process keep together; past it, a publication
+    /// pushes its own room's oldest ones out.
+    pub history_max_bytes: usize,
 }
+
+/// Default `history.maxBytes`: 64 MiB for every room's history together.
+pub const DEFAULT_HISTORY_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 impl Default for RoomsConfig {
     fn default() -> Self {
@@ -126,6 +132,7 @@ impl Default for RoomsConfig {
             history_prefixes: Vec::new(),
             presence_prefixes: vec!["presence-".into()],
             private_prefixes: vec!["private-".into()],
+            history_max_bytes: DEFAULT_HISTORY_MAX_BYTES,
         }
     }
 }

@@ -156,6 +156,45 @@ impl Connection {
         }
     }
 
+    /// Queues a frame of the `roomcast.v1` protocol that must not be lost (a reply, an error,
+    /// `joined`/`left`, a presence event): under the bound, whatever the slow-consumer policy; a
+    /// client that has let its queue fill up that far is closed with 1008 (counted) rather than
+    /// silently missing it.
+    pub(crate) fn deliver_control(&self, frame: &Bytes) -> bool {
+        let config = &self.endpoint.config;
+        match self.outbox.push(OutFrame { bytes: frame.clone(), data: true }, config.max_buffered_bytes) {
+            Push::Queued => true,
+            Push::Closed => false,
+            Push::Full => {
+                self.close_slow_consumer(true);
+                false
+            }
+        }
+    }
+
+    /// Queues a replayed message (a resume's history), past the bound: a replay is bounded by the
+    /// room's history settings, and must arrive whole or the client would see a gap.
+    pub(crate) fn deliver_replay(&self, frame: &Bytes) -> bool {
+        self.outbox.push(OutFrame { bytes: frame.clone(), data: true }, usize::MAX) == Push::Queued
+    }
+
+    /// Closes a slow consumer with 1008, discarding its queue; counted. `refused` says whether
+    /// the frame that did not fit was a data message (then counted as dropped too).
+    fn close_slow_consumer(&self, refused: bool) {
+        let config = &self.endpoint.config;
+        let stats = &self.endpoint.stats;
+        let close = Command::Close {
+            code: close_code::POLICY_VIOLATION,
+            reason: "slow consumer".into(),
+            timeout: config.close_timeout,
+        };
+        // Its queue is the problem: discarded, not written first.
+        if let Some(discarded) = self.outbox.command(close, true) {
+            add(&stats.slow_consumer_closes, 1);
+            add(&stats.dropped_messages, discarded as u64 + refused as u64);
+        }
+    }
+
     /// Queues a frame under the bound; a refusal applies the slow-consumer policy (counted).
     pub(crate) fn offer(&self, frame: OutFrame) -> bool {
         let config = &self.endpoint.config;
@@ -171,18 +210,7 @@ impl Connection {
                 let stats = &self.endpoint.stats;
                 match config.slow_consumer {
                     SlowConsumerPolicy::Drop => add(&stats.dropped_messages, data as u64),
-                    SlowConsumerPolicy::Close => {
-                        let close = Command::Close {
-                            code: close_code::POLICY_VIOLATION,
-                            reason: "slow consumer".into(),
-                            timeout: config.close_timeout,
-                        };
-                        // Its queue is the problem: discarded, not written first.
-                        if let Some(discarded) = self.outbox.command(close, true) {
-                            add(&stats.slow_consumer_closes, 1);
-                            add(&stats.dropped_messages, discarded as u64 + data as u64);
-                        }
-                    }
+                    SlowConsumerPolicy::Close => self.close_slow_consumer(data),
                 }
                 false
             }
@@ -263,8 +291,30 @@ pub(crate) mod tests {
         assert!(conn.deliver(&frame));
         assert!(!conn.deliver(&frame), "over the bound");
         assert!(!conn.deliver(&frame), "closing");
-        let stats = endpoint.stats.snapshot(0);
-        assert_eq!((stats.slow_consumer_closes, stats.dropped_messages), (1, 2));
+        let stats = endpoint.stats.snapshot(0, 0);
+        // The queued one and the refused one, then the one offered while closing: all counted.
+        assert_eq!((stats.slow_consumer_closes, stats.dropped_messages), (1, 3));
+        let mut taken = VecDeque::new();
+        assert!(matches!(conn.outbox.take(&mut taken), Some(Command::Close { code: 1008, .. })));
+    }
+
+    #[test]
+    fn a_reply_that_does_not_fit_closes_even_under_the_drop_policy_and_a_replay_passes_the_bound() {
+        let config = EndpointConfig {
+            max_buffered_bytes: 10,
+            slow_consumer: SlowConsumerPolicy::Drop,
+            ..EndpointConfig::default()
+        };
+        let engine: &'static Engine = Box::leak(Box::new(Engine::new()));
+        let endpoint = EndpointShared::new(engine, config);
+        let conn = Connection::new(7, endpoint.clone(), Identity::default(), Protocol::V1);
+        let frame = Bytes::from_static(b"12345678");
+        assert!(conn.deliver_replay(&frame));
+        assert!(conn.deliver_replay(&frame), "a replay is not bounded by maxBufferedBytes");
+        assert!(!conn.deliver(&frame), "a message is dropped under 'drop'");
+        assert!(!conn.deliver_control(&frame), "a reply is never dropped silently");
+        let stats = endpoint.stats.snapshot(0, 0);
+        assert_eq!(stats.slow_consumer_closes, 1, "the connection is closed instead");
         let mut taken = VecDeque::new();
         assert!(matches!(conn.outbox.take(&mut taken), Some(Command::Close { code: 1008, .. })));
     }
@@ -284,7 +334,7 @@ pub(crate) mod tests {
         assert!(!conn.deliver(&frame));
         conn.outbox.release(8);
         assert!(conn.deliver(&frame), "room again once written");
-        let stats = endpoint.stats.snapshot(0);
+        let stats = endpoint.stats.snapshot(0, 0);
         assert_eq!((stats.slow_consumer_closes, stats.dropped_messages), (0, 1));
     }
 }

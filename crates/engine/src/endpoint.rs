@@ -82,6 +82,8 @@ struct PendingJoin {
     reference: Ref,
     room: String,
     since: Option<Position>,
+    /// The authorization timeout's task, cancelled when the application answers in time.
+    timeout: tokio::task::AbortHandle,
 }
 
 /// Where the client is, as the application sees it.
@@ -210,20 +212,28 @@ impl EndpointShared {
         let id = self.next_join.fetch_add(1, Relaxed);
         conn.pending_joins.fetch_add(1, Relaxed);
         let event = AppEvent::JoinRequest { conn: conn.id(), id, room: room.clone() };
-        self.pending_joins.lock().insert(id, PendingJoin { conn: conn.clone(), reference, room, since });
+        {
+            // Inserted under the lock the timeout's decide_join takes: it cannot fire first.
+            let mut pending = self.pending_joins.lock();
+            let shared = self.clone();
+            let timeout = self.runtime().spawn(async move {
+                tokio::time::sleep(shared.config.authorize_timeout).await;
+                shared.decide_join(id, JoinVerdict::Failed);
+            });
+            let join = PendingJoin { conn: conn.clone(), reference, room, since, timeout: timeout.abort_handle() };
+            pending.insert(id, join);
+        }
         self.events.push(event);
-        let shared = self.clone();
-        self.runtime().spawn(async move {
-            tokio::time::sleep(shared.config.authorize_timeout).await;
-            shared.decide_join(id, JoinVerdict::Failed);
-        });
     }
 
     /// Carries out the application's decision on `join` request `id`. Returns false when it was
     /// no longer waiting (decided, or timed out).
     pub(crate) fn decide_join(&self, id: u64, verdict: JoinVerdict) -> bool {
         let Some(join) = self.pending_joins.lock().remove(&id) else { return false };
-        let PendingJoin { conn, reference, room, since } = join;
+        let PendingJoin { conn, reference, room, since, timeout } = join;
+        if verdict != JoinVerdict::Failed {
+            timeout.abort();
+        }
         conn.pending_joins.fetch_sub(1, Relaxed);
         let error = match verdict {
             JoinVerdict::Allow => {
@@ -412,7 +422,8 @@ impl Endpoint {
 
     /// Current counters and gauges.
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot(self.shared.engine.registry().room_count() as u64)
+        let registry = self.shared.engine.registry();
+        self.shared.stats.snapshot(registry.room_count() as u64, registry.history_bytes() as u64)
     }
 
     /// Stops accepting (pending upgrades and new ones get 503), starts the closing handshake

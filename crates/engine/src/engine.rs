@@ -13,6 +13,7 @@ use tokio::runtime::{Handle, Runtime};
 use crate::broker::{Broker, MemoryBroker};
 use crate::config::RoomsConfig;
 use crate::connection::{ConnId, Connection};
+use crate::envelope;
 use crate::history::Position;
 use crate::presence::Member;
 use crate::publication::Publication;
@@ -167,7 +168,13 @@ impl Engine {
     /// Queues a message for every connection of `user`; returns how many took it.
     pub fn send_to_user(&self, user: &str, publication: &Publication) -> usize {
         let connections = self.users.read().get(user).cloned().unwrap_or_default();
-        connections.iter().filter(|c| c.deliver_publication(publication)).count()
+        // Each protocol's frame encoded once for all the user's connections.
+        let mut v1_frame = None;
+        let mut v1 = || v1_frame.get_or_insert_with(|| envelope::message_frame(None, 0, publication)).clone();
+        connections
+            .iter()
+            .filter(|c| if c.is_v1() { c.deliver(&v1()) } else { c.deliver(publication.raw_frame()) })
+            .count()
     }
 
     /// Adds connection `id` to `room` (a `roomcast.v1` client is told). Returns whether the

@@ -155,7 +155,7 @@ pub fn parse_text(text: &[u8]) -> Result<Request, RequestError> {
                     RequestError::new(
                         Some(reference),
                         ErrorCode::BadRequest,
-                        "since must be { epoch: string, offset: non-negative integer }",
+                        "since must be { epoch: string of at most 64 bytes, offset: non-negative integer }",
                     )
                 })?),
             };
@@ -201,8 +201,11 @@ fn parse_ref(value: &Value) -> Option<Ref> {
     value.as_u64().filter(|&r| r >= 1).and_then(|r| Ref::try_from(r).ok())
 }
 
+/// Longest epoch accepted in `since` (the server's are 16 characters).
+pub const MAX_EPOCH_BYTES: usize = 64;
+
 fn parse_position(value: &Value) -> Option<Position> {
-    let epoch = value.get("epoch")?.as_str()?;
+    let epoch = value.get("epoch")?.as_str().filter(|e| e.len() <= MAX_EPOCH_BYTES)?;
     let offset = value.get("offset")?.as_u64()?;
     Some(Position { epoch: epoch.to_owned(), offset })
 }

@@ -8,7 +8,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -56,6 +56,38 @@ pub enum Recovery<'a> {
     Lost,
 }
 
+/// Bookkeeping overhead counted per kept publication, besides its bytes.
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>();
+
+/// The memory every history of the process shares: a bound on the bytes kept (payloads and
+/// frames), so that clients creating rooms cannot grow it without limit.
+#[derive(Debug)]
+pub struct HistoryBudget {
+    used: AtomicUsize,
+    max: AtomicUsize,
+}
+
+impl HistoryBudget {
+    /// A budget of `max` bytes.
+    pub fn new(max: usize) -> HistoryBudget {
+        HistoryBudget { used: AtomicUsize::new(0), max: AtomicUsize::new(max) }
+    }
+
+    /// Bytes kept now, by every history.
+    pub fn used(&self) -> usize {
+        self.used.load(Relaxed)
+    }
+
+    /// Changes the bound (applies from the next publication on).
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max, Relaxed);
+    }
+
+    fn over(&self) -> bool {
+        self.used.load(Relaxed) > self.max.load(Relaxed)
+    }
+}
+
 /// The history of one room.
 #[derive(Debug)]
 pub struct History {
@@ -64,12 +96,33 @@ pub struct History {
     /// The offset of the latest publication (0 before the first).
     last: u64,
     entries: VecDeque<Entry>,
+    budget: Arc<HistoryBudget>,
+}
+
+impl Drop for History {
+    fn drop(&mut self) {
+        let bytes: usize = self.entries.iter().map(Entry::cost).sum();
+        self.budget.used.fetch_sub(bytes, Relaxed);
+    }
+}
+
+impl Entry {
+    /// What keeping it costs against the budget.
+    fn cost(&self) -> usize {
+        self.payload.len() + self.frame.len() + ENTRY_OVERHEAD
+    }
 }
 
 impl History {
-    /// An empty history with a new random epoch.
-    pub fn new(limits: HistoryLimits) -> History {
-        History { epoch: new_epoch(), limits, last: 0, entries: VecDeque::new() }
+    /// An empty history with a new random epoch, drawing on `budget`.
+    pub fn new(limits: HistoryLimits, budget: Arc<HistoryBudget>) -> History {
+        History { epoch: new_epoch(), limits, last: 0, entries: VecDeque::new(), budget }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(entry) = self.entries.pop_front() {
+            self.budget.used.fetch_sub(entry.cost(), Relaxed);
+        }
     }
 
     /// The epoch.
@@ -89,11 +142,15 @@ impl History {
 
     /// Keeps a publication, which takes the next offset (returned). `frame` builds its
     /// `roomcast.v1` frame from that offset.
+    /// Past the process's history budget, the room's oldest publications go first, possibly
+    /// this one too: the history then simply no longer reaches back that far.
     pub fn append(&mut self, now: Instant, payload: Bytes, text: bool, frame: Bytes) -> u64 {
         self.last += 1;
-        self.entries.push_back(Entry { offset: self.last, at: now, payload, text, frame });
-        while self.entries.len() > self.limits.size {
-            self.entries.pop_front();
+        let entry = Entry { offset: self.last, at: now, payload, text, frame };
+        self.budget.used.fetch_add(entry.cost(), Relaxed);
+        self.entries.push_back(entry);
+        while self.entries.len() > self.limits.size || (self.budget.over() && !self.entries.is_empty()) {
+            self.pop_front();
         }
         self.expire(now);
         self.last
@@ -102,7 +159,7 @@ impl History {
     /// Forgets the publications older than the time limit.
     pub fn expire(&mut self, now: Instant) {
         while self.entries.front().is_some_and(|e| now.saturating_duration_since(e.at) >= self.limits.ttl) {
-            self.entries.pop_front();
+            self.pop_front();
         }
     }
 
@@ -154,6 +211,10 @@ mod tests {
         HistoryLimits { size, ttl: Duration::from_millis(ttl_ms) }
     }
 
+    fn unbounded() -> Arc<HistoryBudget> {
+        Arc::new(HistoryBudget::new(usize::MAX))
+    }
+
     fn publish(history: &mut History, now: Instant, n: usize) {
         for _ in 0..n {
             let offset = history.next_offset();
@@ -170,7 +231,7 @@ mod tests {
 
     #[test]
     fn offsets_start_at_one_and_increase_by_one() {
-        let mut history = History::new(limits(10, 60_000));
+        let mut history = History::new(limits(10, 60_000), unbounded());
         let now = Instant::now();
         assert_eq!(history.last_offset(), 0);
         assert_eq!(history.append(now, Bytes::new(), true, Bytes::new()), 1);
@@ -180,7 +241,7 @@ mod tests {
 
     #[test]
     fn replays_exactly_what_follows_the_position() {
-        let mut history = History::new(limits(10, 60_000));
+        let mut history = History::new(limits(10, 60_000), unbounded());
         let now = Instant::now();
         publish(&mut history, now, 5);
         let epoch = history.epoch().to_string();
@@ -193,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_position_whose_successors_fell_out_of_the_ring_is_lost() {
-        let mut history = History::new(limits(3, 60_000));
+        let mut history = History::new(limits(3, 60_000), unbounded());
         let now = Instant::now();
         publish(&mut history, now, 6); // keeps 4, 5, 6
         let epoch = history.epoch().to_string();
@@ -204,10 +265,10 @@ mod tests {
 
     #[test]
     fn another_epoch_is_lost() {
-        let mut history = History::new(limits(10, 60_000));
+        let mut history = History::new(limits(10, 60_000), unbounded());
         let now = Instant::now();
         publish(&mut history, now, 2);
-        let other = History::new(limits(10, 60_000));
+        let other = History::new(limits(10, 60_000), unbounded());
         assert_ne!(history.epoch(), other.epoch(), "every history has its own epoch");
         let position = Position { epoch: other.epoch().to_string(), offset: 1 };
         assert_eq!(offsets(history.since(now, &position)), None);
@@ -215,7 +276,7 @@ mod tests {
 
     #[test]
     fn expired_publications_are_forgotten_and_make_older_positions_lost() {
-        let mut history = History::new(limits(10, 1_000));
+        let mut history = History::new(limits(10, 1_000), unbounded());
         let start = Instant::now();
         publish(&mut history, start, 2);
         publish(&mut history, start + Duration::from_millis(600), 1);
@@ -231,8 +292,28 @@ mod tests {
     }
 
     #[test]
+    fn the_budget_is_shared_and_a_room_over_it_gives_up_its_oldest_first() {
+        let budget = Arc::new(HistoryBudget::new(3 * (10 + ENTRY_OVERHEAD)));
+        let now = Instant::now();
+        let mut a = History::new(limits(100, 60_000), budget.clone());
+        let mut b = History::new(limits(100, 60_000), budget.clone());
+        let ten = || Bytes::from_static(b"0123456789");
+        a.append(now, ten(), true, Bytes::new());
+        a.append(now, ten(), true, Bytes::new());
+        b.append(now, ten(), true, Bytes::new());
+        assert_eq!(budget.used(), 3 * (10 + ENTRY_OVERHEAD), "exactly at the budget");
+        b.append(now, ten(), true, Bytes::new());
+        assert_eq!(budget.used(), 3 * (10 + ENTRY_OVERHEAD), "b gave up its oldest");
+        let position = Position { epoch: b.epoch().to_string(), offset: 0 };
+        assert!(matches!(b.since(now, &position), Recovery::Lost), "b no longer reaches back to 1");
+        assert_eq!(b.latest(now, 0, 10).iter().map(|e| e.offset).collect::<Vec<_>>(), vec![2]);
+        drop(a);
+        assert_eq!(budget.used(), 10 + ENTRY_OVERHEAD, "a dropped history gives its bytes back");
+    }
+
+    #[test]
     fn latest_returns_the_newest_oldest_first() {
-        let mut history = History::new(limits(10, 60_000));
+        let mut history = History::new(limits(10, 60_000), unbounded());
         let now = Instant::now();
         publish(&mut history, now, 6);
         let latest =

@@ -22,7 +22,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::config::RoomsConfig;
 use crate::connection::{ConnId, Connection};
 use crate::envelope::{self, ErrorCode, Ref, RoomState};
-use crate::history::{Entry, History, Position, Recovery};
+use crate::history::{Entry, History, HistoryBudget, Position, Recovery};
 use crate::presence::{Member, Presence};
 use crate::publication::Publication;
 
@@ -88,13 +88,13 @@ struct Room {
 }
 
 impl Room {
-    fn new(name: &str, config: &RoomsConfig) -> Room {
+    fn new(name: &str, config: &RoomsConfig, budget: &Arc<HistoryBudget>) -> Room {
         Room {
             members: Vec::new(),
             index: HashMap::new(),
             v1_members: 0,
             presence: config.has_presence(name).then(Presence::default),
-            history: config.history_for(name).map(|limits| Mutex::new(History::new(limits))),
+            history: config.history_for(name).map(|limits| Mutex::new(History::new(limits, budget.clone()))),
         }
     }
 
@@ -160,7 +160,7 @@ impl Room {
         }
         let frame = envelope::presence_frame(name, joined, member);
         for conn in self.members.iter().filter(|c| c.is_v1() && c.id() != except) {
-            conn.deliver(&frame);
+            conn.deliver_control(&frame);
         }
     }
 
@@ -209,11 +209,17 @@ pub(crate) fn tell_application(conn: &Connection, room: &RoomName, joined: bool,
 pub struct Registry {
     rooms: RwLock<HashMap<RoomName, Room>>,
     config: RwLock<Arc<RoomsConfig>>,
+    history_budget: Arc<HistoryBudget>,
 }
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry { rooms: RwLock::default(), config: RwLock::new(Arc::new(RoomsConfig::default())) }
+        let config = RoomsConfig::default();
+        Registry {
+            rooms: RwLock::default(),
+            history_budget: Arc::new(HistoryBudget::new(config.history_max_bytes)),
+            config: RwLock::new(Arc::new(config)),
+        }
     }
 }
 
@@ -226,7 +232,13 @@ impl Registry {
     /// Replaces the room settings. Rooms that exist keep the history and presence they have;
     /// rooms created from now on follow `config`.
     pub fn configure(&self, config: RoomsConfig) {
+        self.history_budget.set_max(config.history_max_bytes);
         *self.config.write() = Arc::new(config);
+    }
+
+    /// Bytes the histories of every room keep now (payloads, frames and bookkeeping).
+    pub fn history_bytes(&self) -> usize {
+        self.history_budget.used()
     }
 
     /// Adds `conn` to `room`, creating the room. Returns false if it was already a member (a
@@ -240,8 +252,11 @@ impl Registry {
         }
         if let Some(entry) = rooms.get_mut(room) {
             if entry.index.contains_key(&conn.id()) {
-                if let JoinBy::Request { reference, .. } = by {
-                    conn.deliver(&envelope::join_reply(reference, room, &entry.state(None).0));
+                if let JoinBy::Request { reference, since } = by {
+                    // Already in: nothing to replay, so a position asked for is not recovered.
+                    let mut state = entry.state(None).0;
+                    state.recovered = since.map(|_| false);
+                    conn.deliver_control(&envelope::join_reply(reference, room, &state));
                 }
                 return Ok(false);
             }
@@ -263,12 +278,12 @@ impl Registry {
                 JoinBy::Server => None,
             };
             let (state, replay) = entry.state(since);
-            conn.deliver(&match by {
+            conn.deliver_control(&match by {
                 JoinBy::Request { reference, .. } => envelope::join_reply(reference, room, &state),
                 JoinBy::Server => envelope::joined_frame(room, &state),
             });
             for frame in &replay {
-                conn.deliver(frame);
+                conn.deliver_replay(frame);
             }
         }
         if let Some(member) = arrived {
@@ -289,7 +304,7 @@ impl Registry {
         }
         let name: RoomName = Arc::from(room);
         let config = self.config.read().clone();
-        (name.clone(), rooms.entry(name).or_insert_with(|| Room::new(room, &config)))
+        (name.clone(), rooms.entry(name).or_insert_with(|| Room::new(room, &config, &self.history_budget)))
     }
 
     /// Removes `conn` from `room`; a room left without members or history disappears. Returns
@@ -312,8 +327,8 @@ impl Registry {
         }
         if conn.is_v1() {
             match by {
-                LeaveBy::Server => conn.deliver(&envelope::left_frame(room)),
-                LeaveBy::Request(reference) => conn.deliver(&envelope::leave_reply(reference, room)),
+                LeaveBy::Server => conn.deliver_control(&envelope::left_frame(room)),
+                LeaveBy::Request(reference) => conn.deliver_control(&envelope::leave_reply(reference, room)),
                 LeaveBy::Release => false,
             };
         }
@@ -416,11 +431,14 @@ impl Registry {
         }
     }
 
-    /// The presence of `room` as `conn`, a member, may see it.
-    pub fn presence_for(&self, room: &str, conn: &Connection) -> Result<Vec<Member>, ErrorCode> {
+    /// Answers `conn`'s `presence` request for `room`, which it must be in. Queued under the
+    /// lock, so that no presence event about the room can overtake the list.
+    pub fn answer_presence(&self, room: &str, conn: &Connection, reference: Ref) -> Result<(), ErrorCode> {
         let rooms = self.rooms.read();
         let entry = rooms.get(room).filter(|r| r.index.contains_key(&conn.id())).ok_or(ErrorCode::NotMember)?;
-        entry.presence.as_ref().map(|p| p.members().to_vec()).ok_or(ErrorCode::NotPresenceRoom)
+        let presence = entry.presence.as_ref().ok_or(ErrorCode::NotPresenceRoom)?;
+        conn.deliver_control(&envelope::presence_reply(reference, room, presence.members()));
+        Ok(())
     }
 
     /// Drops the rooms left with neither members nor unexpired history.
@@ -429,7 +447,7 @@ impl Registry {
             .rooms
             .read()
             .iter()
-            .filter(|(_, room)| room.members.is_empty())
+            .filter(|(_, room)| room.is_disposable(now))
             .map(|(name, _)| name.clone())
             .collect();
         if candidates.is_empty() {
@@ -699,10 +717,11 @@ mod tests {
         assert!(jsons(&bob).is_empty(), "alice still has a tab");
         registry.leave_all(&tab2);
         assert_eq!(jsons(&bob)[0]["event"], "leave");
-        assert_eq!(registry.presence_for("presence-x", &tab1), Err(ErrorCode::NotMember));
-        assert_eq!(registry.presence_for("presence-x", &bob).unwrap().len(), 1);
+        assert_eq!(registry.answer_presence("presence-x", &tab1, 3), Err(ErrorCode::NotMember));
+        assert_eq!(registry.answer_presence("presence-x", &bob, 3), Ok(()));
+        assert_eq!(jsons(&bob)[0]["members"].as_array().map(Vec::len), Some(1));
         registry.join("plain", &bob, JoinBy::Server).unwrap();
-        assert_eq!(registry.presence_for("plain", &bob), Err(ErrorCode::NotPresenceRoom));
+        assert_eq!(registry.answer_presence("plain", &bob, 4), Err(ErrorCode::NotPresenceRoom));
         assert_eq!(registry.presence("plain"), None);
     }
 

@@ -28,7 +28,7 @@ pub(crate) fn handle(endpoint: &EndpointShared, conn: &Arc<Connection>, message:
 /// Answers a failed request; counted.
 pub(crate) fn refuse(endpoint: &EndpointShared, conn: &Connection, error: &RequestError) {
     add(&endpoint.stats.request_errors, 1);
-    conn.deliver(&envelope::error_frame(error));
+    conn.deliver_control(&envelope::error_frame(error));
 }
 
 fn carry_out(endpoint: &EndpointShared, conn: &Arc<Connection>, request: Request) -> Result<(), RequestError> {
@@ -69,18 +69,15 @@ fn carry_out(endpoint: &EndpointShared, conn: &Arc<Connection>, request: Request
                 return Err(RequestError::new(Some(reference), ErrorCode::PublishDenied, why));
             }
             let published = endpoint.engine.broker().publish(&room, &publication, &[conn.id()]);
-            conn.deliver(&envelope::publish_reply(reference, &room, published.offset));
+            conn.deliver_control(&envelope::publish_reply(reference, &room, published.offset));
             if endpoint.events.wants_messages() {
                 let (text, payload) = (publication.is_text(), publication.payload());
                 endpoint.events.push(AppEvent::Message { conn: conn.id(), text, payload, room: Some(Arc::from(room)) });
             }
             Ok(())
         }
-        Request::Presence { reference, room } => match registry.presence_for(&room, conn) {
-            Ok(members) => {
-                conn.deliver(&envelope::presence_reply(reference, &room, &members));
-                Ok(())
-            }
+        Request::Presence { reference, room } => match registry.answer_presence(&room, conn, reference) {
+            Ok(()) => Ok(()),
             Err(code) => {
                 let why = match code {
                     ErrorCode::NotMember => format!("not in {room}"),

@@ -64,14 +64,18 @@ pub struct StatsSnapshot {
     pub abandoned_upgrades: u64,
     /// `roomcast.v1` requests answered with an error code (malformed, refused, not allowed).
     pub request_errors: u64,
+    /// Bytes the room histories of the whole process keep (a gauge).
+    pub history_bytes: u64,
 }
 
 impl Stats {
-    /// Reads every counter; `rooms` is supplied by the caller (it lives in the registry).
-    pub fn snapshot(&self, rooms: u64) -> StatsSnapshot {
+    /// Reads every counter; `rooms` and `history_bytes` are supplied by the caller (they live
+    /// in the registry).
+    pub fn snapshot(&self, rooms: u64, history_bytes: u64) -> StatsSnapshot {
         StatsSnapshot {
             connections: self.connections.load(Relaxed),
             rooms,
+            history_bytes,
             connections_opened: self.connections_opened.load(Relaxed),
             connections_closed: self.connections_closed.load(Relaxed),
             rejected_upgrades: self.rejected_upgrades.load(Relaxed),
