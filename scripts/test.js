@@ -1,6 +1,7 @@
 // `npm test`: builds the addon, checks formatting and lints, runs cargo test, vitest, the
-// Autobahn cases (compared with docs/autobahn/summary.json) and the benchmark's smoke run
-// (nothing lost; no timing), and closes with one plain summary line ("tests: N passed, N failed").
+// end-to-end tests of the Next.js example in Chromium (e2e/), the Autobahn cases (compared with
+// docs/autobahn/summary.json) and the benchmark's smoke run (nothing lost; no timing), and closes
+// with one plain summary line ("tests: N passed, N failed").
 'use strict'
 
 const { spawnSync } = require('node:child_process')
@@ -39,6 +40,20 @@ const report = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'roomcast-vitest-
 step('vitest', 'npx', ['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`])
 const vitest = JSON.parse(fs.readFileSync(report, 'utf8'))
 
+// The Next.js example in Chromium (e2e/): builds the example when its build is stale, then runs
+// the browser scenarios against its custom server, in production and under next dev.
+const e2eReport = path.join(path.dirname(report), 'e2e.json')
+step('e2e (Next.js example in Chromium)', 'npx', [
+  'vitest',
+  'run',
+  '--config',
+  'e2e/vitest.config.mts',
+  '--reporter=default',
+  '--reporter=json',
+  `--outputFile.json=${e2eReport}`,
+])
+const e2e = JSON.parse(fs.readFileSync(e2eReport, 'utf8'))
+
 step('autobahn', 'node', ['autobahn/run.js', '--check'])
 // The libFuzzer targets need a nightly toolchain and cargo-fuzz (.ci/run installs it when a nightly
 // is there): 30 s each, starting from the committed corpus; new inputs go to target/, not the tree.
@@ -55,9 +70,11 @@ if (spawnSync('cargo', ['+nightly', 'fuzz', '--version'], { cwd: root }).status 
 }
 step('benchmark smoke run', 'node', ['bench/run.js', '--quick'])
 
-const passed = cargoPassed + vitest.numPassedTests
-const failed = cargoFailed + vitest.numFailedTests
-console.log(`\ncargo test: ${cargoPassed} passed, vitest: ${vitest.numPassedTests} passed`)
+const passed = cargoPassed + vitest.numPassedTests + e2e.numPassedTests
+const failed = cargoFailed + vitest.numFailedTests + e2e.numFailedTests
+console.log(
+  `\ncargo test: ${cargoPassed} passed, vitest: ${vitest.numPassedTests} passed, e2e: ${e2e.numPassedTests} passed`,
+)
 if (passed === 0) {
   console.error('no test ran')
   process.exit(1)
