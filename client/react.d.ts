@@ -8,6 +8,12 @@
  * Rooms are shared the same way: every hook of one room name uses one {@link Room}, joined while
  * at least one of them is mounted and left after the last unmounts.
  *
+ * Server rendering: on the server (no `window`) the hooks return their initial values (no
+ * messages, status `'connecting'`, no members) without calling React, and the provider renders its
+ * children; nothing connects. So components using them can be server-rendered by Next.js even
+ * with roomcast in `serverExternalPackages` (where Node loads this file with node_modules' React,
+ * not the copy Next.js renders with), and hydrate without a mismatch.
+ *
  * ```tsx
  * 'use client'
  * import { RoomcastProvider, useRoom, usePresence } from 'roomcast/react'

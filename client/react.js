@@ -21,8 +21,24 @@ const RoomcastContext = createContext(null)
 const NO_MESSAGES = Object.freeze([])
 const NO_MEMBERS = Object.freeze([])
 
+// On the server the hooks have nothing to do (the connection opens in an effect, in the browser),
+// and they must not call React at all: a Next.js app lists roomcast in serverExternalPackages, so
+// server rendering loads this file through Node's own require, with node_modules' React rather
+// than the copy Next.js renders with ("Invalid hook call"). They return their initial values,
+// which is what the browser's first render returns too, so hydration matches.
+const ON_SERVER = typeof window === 'undefined'
+
+function notConnected(name) {
+  return Promise.reject(new RoomcastError(NOT_CONNECTED, `roomcast: ${name} is not open yet (no client)`))
+}
+
 /** Provides the shared client of `url` to the hooks below it. */
 export function RoomcastProvider({ url, options, children }) {
+  if (ON_SERVER) return children ?? null
+  return createElement(BrowserProvider, { url, options }, children)
+}
+
+function BrowserProvider({ url, options, children }) {
   const [client, setClient] = useState(null)
   // The options of the first render that opens the connection count; later changes do not reconnect.
   const optionsRef = useRef(options)
@@ -38,13 +54,14 @@ export function RoomcastProvider({ url, options, children }) {
 
 /** The client of the nearest provider, or null before it connected (first render, server render). */
 export function useRoomcast() {
-  return useContext(RoomcastContext)
+  return ON_SERVER ? null : useContext(RoomcastContext)
 }
 
 const noSubscription = () => () => {}
 
 /** The status of the provider's client; 'connecting' until there is one. */
 export function useStatus() {
+  if (ON_SERVER) return 'connecting'
   const client = useRoomcast()
   const subscribe = useCallback(
     (onChange) => (client === null ? noSubscription() : client.on('status', onChange)),
@@ -78,6 +95,7 @@ function useSharedRoom(name, subscribe) {
 
 /** The last messages of a room, the connection's status, and a publish function. */
 export function useRoom(name, { maxMessages = 100 } = {}) {
+  if (ON_SERVER) return { messages: NO_MESSAGES, status: 'connecting', publish: () => notConnected(name) }
   const [messages, setMessages] = useState(NO_MESSAGES)
   const maxRef = useRef(maxMessages)
   maxRef.current = maxMessages
@@ -94,10 +112,7 @@ export function useRoom(name, { maxMessages = 100 } = {}) {
   const publish = useCallback(
     (data) => {
       const room = roomRef.current
-      if (room === null) {
-        return Promise.reject(new RoomcastError(NOT_CONNECTED, `roomcast: ${name} is not open yet (no client)`))
-      }
-      return room.publish(data)
+      return room === null ? notConnected(name) : room.publish(data)
     },
     [name, roomRef],
   )
@@ -106,6 +121,7 @@ export function useRoom(name, { maxMessages = 100 } = {}) {
 
 /** The members of a presence room, updated as they come and go. */
 export function usePresence(name) {
+  if (ON_SERVER) return NO_MEMBERS
   const [members, setMembers] = useState(NO_MEMBERS)
   useSharedRoom(name, (room) => {
     setMembers(room.presence)
@@ -116,6 +132,7 @@ export function usePresence(name) {
 
 /** Calls `handler` with every message of a room, without keeping them in state. */
 export function useRoomEvent(name, handler) {
+  if (ON_SERVER) return
   const handlerRef = useRef(handler)
   handlerRef.current = handler
   useSharedRoom(name, (room) => room.on('message', (message) => handlerRef.current(message)))
