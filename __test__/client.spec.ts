@@ -485,6 +485,38 @@ describe('final closes', () => {
     for (const event of ['open', 'message', 'close'] as const) expect(sockets[0].listenerCount(event)).toBe(0)
     expect(sockets).toHaveLength(1)
   })
+
+  it('refuses a close reason over 123 bytes before closing anything', async () => {
+    const running = await start()
+    const client = open(running.url())
+    await joined(client.room(uniqueRoom('plain-')))
+    expect(() => client.close('é'.repeat(62))).toThrow(RangeError)
+    expect(client.status).toBe('open')
+  })
+})
+
+describe('backoff against a server that accepts and closes at once', () => {
+  it('keeps growing the attempt count: only a socket that stayed open starts the backoff again', async () => {
+    const running = await start()
+    running.engine.on('connection', (conn) => conn.close(4000, 'not now'))
+    const client = open(running.url(), { minDelayMs: 5, maxDelayMs: 50 })
+    const attempts: number[] = []
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`attempts so far: ${attempts}`)), WAIT_MS)
+      client.on('reconnecting', ({ attempt }) => {
+        attempts.push(attempt)
+        if (attempts.length === 4) {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+    })
+    expect(attempts).toEqual([1, 2, 3, 4]) // each socket opened, and closed at once
+  })
+
+  it('refuses a minDelayMs of 0, which would retry without any delay', () => {
+    expect(() => connect('ws://127.0.0.1:9/ws', { WebSocket, minDelayMs: 0 })).toThrow(RangeError)
+  })
 })
 
 // ---- a server in another process, to restart it for real --------------------------------------

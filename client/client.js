@@ -32,6 +32,14 @@ import { webSocketUrl } from './url.js'
 
 // WebSocket.OPEN, the same in browsers and in the `ws` package.
 const OPEN = 1
+/**
+ * How long a socket must stay open for the backoff to start again from its first attempt. A
+ * server that accepts and at once closes (restarting, failing) is then retried with growing
+ * delays, not every `minDelayMs` forever.
+ */
+const STABLE_OPEN_MS = 5000
+/** Longest close reason a WebSocket accepts, in bytes of UTF-8 (RFC 6455 §5.5). */
+const MAX_CLOSE_REASON_BYTES = 123
 
 /**
  * A roomcast.v1 connection. Created by {@link connect}; public API in index.d.ts.
@@ -48,8 +56,10 @@ export class Client {
   #status = 'connecting'
   #socket = null
   #timer = null
-  /** Consecutive failed attempts since the last open socket. */
+  /** Consecutive attempts since the last socket that stayed open (see STABLE_OPEN_MS). */
   #attempt = 0
+  /** When the current socket opened (Date.now()), or null. */
+  #openedAt = null
   #requests = new Requests()
   /** @type {Map<string, Room>} */
   #rooms = new Map()
@@ -112,6 +122,12 @@ export class Client {
   }
 
   close(reason = '') {
+    // Checked before anything changes: a browser's WebSocket.close() throws on a longer reason.
+    if (typeof reason !== 'string' || new TextEncoder().encode(reason).length > MAX_CLOSE_REASON_BYTES) {
+      throw new RangeError(
+        `roomcast: close(reason): reason must be a string of at most ${MAX_CLOSE_REASON_BYTES} bytes`,
+      )
+    }
     if (this.#status === 'closed') return
     const socket = this.#socket
     this.#detach()
@@ -165,13 +181,15 @@ export class Client {
       this.#finish()
       return
     }
-    this.#attempt = 0
+    this.#openedAt = Date.now()
     this.#setStatus('open')
     for (const room of this.#rooms.values()) this.#sendJoin(room)
     this.#events.emit('open', undefined)
   }
 
   #closed(code, reason) {
+    if (this.#openedAt !== null && Date.now() - this.#openedAt >= STABLE_OPEN_MS) this.#attempt = 0
+    this.#openedAt = null
     this.#detach()
     this.#requests.loseAll()
     for (const room of this.#rooms.values()) room._onDisconnect()

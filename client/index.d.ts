@@ -57,10 +57,11 @@ export interface ConnectOptions {
    */
   WebSocket?: WebSocketConstructor
   /**
-   * Smallest delay before a reconnection attempt, in milliseconds. Attempt `n` (1, 2, …) waits a
+   * Smallest delay before a reconnection attempt, in milliseconds (more than 0). Attempt `n` (1, 2, …) waits a
    * delay drawn uniformly from `[minDelayMs, min(maxDelayMs, minDelayMs * 2^n)]`: exponential
    * backoff with full jitter over a window that doubles each time (see {@link reconnectDelay}).
-   * The count of attempts starts again at 1 after every socket that opens.
+   * The count of attempts starts again at 1 after a socket that stayed open for 5 s or more (a
+   * server that accepts and closes at once is retried with growing delays).
    * @default 500
    */
   minDelayMs?: number
@@ -70,7 +71,7 @@ export interface ConnectOptions {
    */
   maxDelayMs?: number
   /**
-   * Reconnection attempts in a row, without a socket opening, before the client gives up and
+   * Reconnection attempts in a row, without a socket staying open 5 s, before the client gives up and
    * becomes `'closed'`. `0` never reconnects.
    * @default Infinity
    */
@@ -314,6 +315,7 @@ export declare class Client {
    * timer is cleared, every socket listener removed, every pending promise settled (queued
    * publications reject with `'closed'`), then every listener of the client and its rooms dropped.
    * Calling it again does nothing.
+   * @throws RangeError if `reason` is not a string of at most 123 bytes (nothing is closed then).
    */
   close(reason?: string): void
 

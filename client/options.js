@@ -46,7 +46,7 @@ export function normalizeOptions(options = {}) {
   if (typeof random !== 'function') {
     throw new TypeError(`roomcast: options.random must be a function, got ${describe(random)}`)
   }
-  const minDelayMs = count(options, 'minDelayMs', { min: 0, integer: false })
+  const minDelayMs = count(options, 'minDelayMs', { min: 1, integer: false })
   const maxDelayMs = count(options, 'maxDelayMs', { min: 0, integer: false })
   if (maxDelayMs < minDelayMs) {
     throw new RangeError(`roomcast: options.maxDelayMs (${maxDelayMs}) must be ≥ options.minDelayMs (${minDelayMs})`)
