@@ -62,6 +62,18 @@ describe('offsets and duplicates', () => {
     expect(r.offset).toBe(3)
   })
 
+  it('keeps at most 256 own publications above a gap that never fills, then takes the gap as final', () => {
+    const { room: r, messages } = room()
+    r._onJoinReply({ ok: true, epoch: 'e1', offset: 0 }, false)
+    // Offset 1 left this client out (except): its own publications 2, 3, … pile up above the gap.
+    for (let offset = 2; offset <= 257; offset++) r._onPublished(offset)
+    expect(r.offset).toBe(0) // 256 kept
+    r._onPublished(258) // the 257th above the gap: the gap is final
+    expect(r.offset).toBe(258)
+    r._onMessage(259, 'next')
+    expect(offsets(messages)).toEqual([259])
+  })
+
   it('ignores messages while not joined', () => {
     const { room: r, messages } = room()
     r._onMessage(1, 'early')

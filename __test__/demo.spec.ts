@@ -1,4 +1,5 @@
-// `npm run demo` serves a page, accepts WebSockets and publishes through POST /publish.
+// The plain-WebSocket demo (examples/demo/server.js, without Next.js) serves a page, accepts
+// WebSockets and publishes through POST /publish.
 
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'

@@ -10,6 +10,9 @@ import { applyPresence, isMember, memberList } from './presence.js'
  *
  * Public API: see `Room` in index.d.ts.
  */
+/** Own publications kept above a gap in the offsets before the gap is taken as final. */
+const MAX_OWN_OFFSETS = 256
+
 export class Room {
   #name
   #link
@@ -161,6 +164,9 @@ export class Room {
     if (typeof offset !== 'number' || this.#offset === null || offset <= this.#offset) return
     if (offset === this.#offset + 1) this.#advance(offset)
     else this.#own.add(offset)
+    // A gap that never fills (a message that left us out, `except`, or one dropped for us) would
+    // keep every later publication of ours here: past a bound, the gap is taken as final.
+    if (this.#own.size > MAX_OWN_OFFSETS) this.#advance(Math.min(...this.#own))
   }
 
   #advance(offset) {

@@ -102,6 +102,10 @@ describe.sequential('the Next.js chat example in Chromium (production build)', (
 
   it('after a dropped connection, shows the messages broadcast meanwhile, all, in order, once', async () => {
     const before = await connectionIdOf(alice.page)
+    // Kept away (her upgrades refused) until the messages are out, whatever her reconnect timing.
+    const hold = (held: boolean) =>
+      fetch(`${server.origin}/api/e2e/hold?user=alice&held=${held ? 1 : 0}`, { method: 'POST' })
+    expect((await hold(true)).status).toBe(200)
     const dropped = await fetch(`${server.origin}/api/e2e/disconnect`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -110,14 +114,16 @@ describe.sequential('the Next.js chat example in Chromium (production build)', (
     expect(await dropped.json()).toEqual({ disconnected: true })
     await waitStatus(alice.page, 'reconnecting')
 
-    // alice's client waits at least 500 ms before it reconnects: these reach bob alone, live.
+    // alice cannot be back before she is let in: these reach bob alone, live.
     const missed = ['missed 1: while alice was away', 'missed 2: still away', 'missed 3: almost back']
     for (const text of missed) {
       const answer = await postMessage(server.origin, bob, 'lobby', { text })
       expect(answer).toEqual({ status: 200, json: expect.objectContaining({ delivered: 1 }) })
     }
+    expect((await hold(false)).status).toBe(200)
 
-    await waitLive(alice.page)
+    // Her backoff may have grown while she was refused: up to 10 s between attempts.
+    await waitLive(alice.page, 45_000)
     await waitMessageCount(alice.page, 'missed ', missed.length)
     expect((await messageTexts(alice.page)).filter((text) => text.startsWith('missed '))).toEqual(missed)
     expect(await connectionIdOf(alice.page)).not.toBe(before)

@@ -6,8 +6,9 @@
 //   npm run build && npm start    production (NODE_ENV=production)
 //
 // Environment: PORT (3000), HOST (127.0.0.1), CHAT_SESSION_SECRET (a development default),
-// ROOMCAST_E2E=1 enables the test-only route app/api/e2e/disconnect.
+// ROOMCAST_E2E=1 enables the test-only routes app/api/e2e/disconnect and /api/e2e/hold (below).
 
+import { randomBytes } from 'node:crypto'
 import { createServer } from 'node:http'
 import next from 'next'
 import { attach, send } from 'roomcast'
@@ -18,22 +19,47 @@ const dev = process.env.NODE_ENV !== 'production'
 const hostname = process.env.HOST || '127.0.0.1'
 const port = Number(process.env.PORT || 3000)
 
+/**
+ * Test-only (ROOMCAST_E2E=1): users whose upgrades are refused for now, so that a test can keep a
+ * page away while messages are published, whatever its reconnect timing.
+ * `POST /api/e2e/hold?user=alice&held=1` (or `held=0` to let the user back in).
+ */
+const e2e = process.env.ROOMCAST_E2E === '1'
+const held = new Set<string>()
+
+function e2eHold(url: URL, res: import('node:http').ServerResponse) {
+  const user = url.searchParams.get('user')
+  if (!user) {
+    res.writeHead(400).end('user is required')
+    return
+  }
+  if (url.searchParams.get('held') === '1') held.add(user)
+  else held.delete(user)
+  res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ held: [...held] }))
+}
+
 async function main() {
   if (!dev && usesDevSecret()) {
-    console.warn(
-      '> CHAT_SESSION_SECRET is not set: sessions are signed with a development secret (set it for a real deployment)',
-    )
+    // Never sign production sessions with the public development secret: a random one instead,
+    // read by the route handlers and server actions too (same process), valid until a restart.
+    process.env.CHAT_SESSION_SECRET = randomBytes(32).toString('base64url')
+    console.warn('> CHAT_SESSION_SECRET is not set: sessions are signed with a random secret and end at a restart')
   }
   const app = next({ dev, hostname, port })
   const handle = app.getRequestHandler()
   await app.prepare()
 
-  const server = createServer((req, res) => handle(req, res))
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    if (e2e && req.method === 'POST' && url.pathname === '/api/e2e/hold') return e2eHold(url, res)
+    return handle(req, res)
+  })
   const engine = attach(server, {
     path: '/ws',
     // At the upgrade: the session cookie the sign-in form set names the user (401 without one).
     authorize(req) {
       const name = sessionFromCookieHeader(req.headers.cookie)
+      if (name && held.has(name)) return { status: 403, message: 'held by the end-to-end test' }
       return name ? { id: name, data: { name } } : false
     },
     // Every room a page asks for: the three rooms of a chat room, for any signed-in user.
