@@ -461,10 +461,14 @@ impl NativeEndpoint {
     #[napi(catch_unwind)]
     pub fn close(&self, code: u32, timeout_ms: u32, done: Function<(), ()>) -> Result<()> {
         let done = done.build_threadsafe_function::<()>().callee_handled::<false>().build()?;
-        let endpoint = self.inner.clone();
         let timeout = Duration::from_millis(timeout_ms.into());
+        // Closed to new upgrades before this returns; only the wait runs on the runtime.
+        let released = {
+            let _runtime = self.inner.runtime().enter();
+            self.inner.close(code as u16, timeout)
+        };
         self.inner.runtime().spawn(async move {
-            endpoint.close(code as u16, timeout).await;
+            released.await;
             done.call((), ThreadsafeFunctionCallMode::NonBlocking);
         });
         Ok(())

@@ -427,10 +427,11 @@ impl Endpoint {
     }
 
     /// Stops accepting (pending upgrades and new ones get 503), starts the closing handshake
-    /// with `code` on every connection, and resolves when all are released: those that have not
-    /// completed the handshake within `timeout` (including connections that were already
-    /// closing, with a later deadline of their own) are dropped then.
-    pub async fn close(&self, code: u16, timeout: Duration) {
+    /// with `code` on every connection, and returns a future that resolves when all are released:
+    /// those that have not completed the handshake within `timeout` (including connections that
+    /// were already closing, with a later deadline of their own) are dropped then. Everything but
+    /// the wait happens before this returns, so no upgrade that arrives after the call is accepted.
+    pub fn close(&self, code: u16, timeout: Duration) -> impl std::future::Future<Output = ()> + Send + 'static {
         let deadline = tokio::time::Instant::now() + timeout;
         let open: Vec<Arc<Connection>> = {
             let mut admissions = self.shared.admissions.lock();
@@ -444,25 +445,11 @@ impl Endpoint {
         for conn in open {
             conn.close(code, "", timeout);
         }
-        if !self.wait_released(deadline).await {
-            self.shared.open_connections().iter().for_each(|c| c.terminate());
-            self.wait_released(tokio::time::Instant::now() + TERMINATE_GRACE).await;
-        }
-    }
-
-    /// Waits until no connection is left, or `deadline`; returns whether none is left.
-    async fn wait_released(&self, deadline: tokio::time::Instant) -> bool {
-        loop {
-            // Registered before the check, so a release in between is not missed.
-            let released = self.shared.released.notified();
-            tokio::pin!(released);
-            released.as_mut().enable();
-            if self.shared.admissions.lock().connections.is_empty() {
-                return true;
-            }
-            tokio::select! {
-                _ = &mut released => {}
-                _ = tokio::time::sleep_until(deadline) => return self.shared.admissions.lock().connections.is_empty(),
+        let shared = self.shared.clone();
+        async move {
+            if !wait_released(&shared, deadline).await {
+                shared.open_connections().iter().for_each(|c| c.terminate());
+                wait_released(&shared, tokio::time::Instant::now() + TERMINATE_GRACE).await;
             }
         }
     }
@@ -484,6 +471,23 @@ impl Drop for Endpoint {
     fn drop(&mut self) {
         if let Some(heartbeat) = self.heartbeat.lock().take() {
             heartbeat.abort();
+        }
+    }
+}
+
+/// Waits until `shared` has no connection left, or `deadline`; returns whether none is left.
+async fn wait_released(shared: &EndpointShared, deadline: tokio::time::Instant) -> bool {
+    loop {
+        // Registered before the check, so a release in between is not missed.
+        let released = shared.released.notified();
+        tokio::pin!(released);
+        released.as_mut().enable();
+        if shared.admissions.lock().connections.is_empty() {
+            return true;
+        }
+        tokio::select! {
+            _ = &mut released => {}
+            _ = tokio::time::sleep_until(deadline) => return shared.admissions.lock().connections.is_empty(),
         }
     }
 }

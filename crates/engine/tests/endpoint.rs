@@ -168,3 +168,23 @@ fn refuses_a_bad_handshake_with_its_status() {
     assert!(response.contains("Sec-WebSocket-Version: 13\r\n"));
     assert_eq!(endpoint.stats().rejected_upgrades, 1);
 }
+
+#[test]
+fn refuses_upgrades_as_soon_as_close_is_called_before_its_wait_runs() {
+    let (listener, endpoint, _) = setup(EndpointConfig::default());
+    let addr = listener.local_addr().unwrap();
+    // Not awaited: everything but the wait for the connections happened in the call.
+    let released = endpoint.close(1001, Duration::from_secs(1));
+    let client = thread::spawn(move || {
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        let request = "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                       Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        tcp.write_all(request.as_bytes()).unwrap();
+        let mut all = String::new();
+        tcp.read_to_string(&mut all).unwrap();
+        all
+    });
+    assert_eq!(hand_over(&listener, &endpoint), 503);
+    assert!(client.join().unwrap().starts_with("HTTP/1.1 503 "));
+    endpoint.runtime().block_on(released);
+}
