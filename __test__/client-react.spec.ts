@@ -78,7 +78,32 @@ function Ticker({ room }: { room: string }) {
   return null
 }
 
+function RoomState({ room }: { room: string }) {
+  const state = useRoom(room)
+  return createElement('p', { id: 'state' }, `${state.room}|${state.error?.code ?? ''}|${state.lost}`)
+}
+
 describe('roomcast/react', () => {
+  it("tells a refused join from a joined room: useRoom's room and error", async () => {
+    const running = await server({ authorizeJoin: (_conn, room) => !room.startsWith('closed-') })
+    const { element } = render(
+      createElement(
+        RoomcastProvider,
+        { url: running.url(), options: { WebSocket } },
+        createElement(RoomState, { room: uniqueRoom('open-') }),
+      ),
+    )
+    await until(() => text(element, 'state') === 'joined||false', 'the open room joined')
+    const refused = render(
+      createElement(
+        RoomcastProvider,
+        { url: running.url(), options: { WebSocket } },
+        createElement(RoomState, { room: uniqueRoom('closed-') }),
+      ),
+    )
+    await until(() => text(refused.element, 'state') === 'failed|forbidden|false', 'the refused join reported')
+  })
+
   it('renders messages, status and presence, publishes, and shares one socket for every hook', async () => {
     const running = await start()
     const [chat, lobby] = [uniqueRoom('chat-'), uniqueRoom('presence-')]

@@ -31,7 +31,17 @@
  */
 
 import type { ReactElement, ReactNode } from 'react'
-import type { Client, ClientStatus, ConnectOptions, Member, Payload, PublishResult, RoomMessage } from './index.js'
+import type {
+  Client,
+  ClientStatus,
+  ConnectOptions,
+  Member,
+  Payload,
+  PublishResult,
+  RoomcastError,
+  RoomMessage,
+  RoomStatus,
+} from './index.js'
 
 /** Props of {@link RoomcastProvider}. */
 export interface RoomcastProviderProps {
@@ -78,9 +88,24 @@ export interface UseRoom {
    * rejects with a `RoomcastError` of code `'not_connected'`. The same function across renders.
    */
   publish: (data: Payload) => Promise<PublishResult>
+  /**
+   * The room's own state: `'joining'`, `'joined'`, `'failed'` (the server refused the join: see
+   * `error`; the room is not joined again until the component mounts anew) or `'left'`.
+   */
+  room: RoomStatus
+  /** Why the join failed (`forbidden`, `too_many_rooms`, …), or null. */
+  error: RoomcastError | null
+  /**
+   * True once messages were missed and could not be replayed after a reconnect (the room's
+   * `'reset'`): `messages` then has a hole, and the application should refetch.
+   */
+  lost: boolean
 }
 
-/** Joins `room` while mounted; returns its latest messages, the connection's status and `publish`. */
+/**
+ * Joins `room` while mounted; returns its latest messages, the connection's status, `publish`,
+ * and the room's own state (`room`, `error`, `lost`).
+ */
 export declare function useRoom(room: string, options?: UseRoomOptions): UseRoom
 
 /** Joins the presence room `room` while mounted; returns its members, updated as they come and go. */

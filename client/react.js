@@ -20,6 +20,8 @@ import { acquireClient, acquireRoom, releaseClient, releaseRoom } from './shared
 const RoomcastContext = createContext(null)
 const NO_MESSAGES = Object.freeze([])
 const NO_MEMBERS = Object.freeze([])
+/** A room's state in useRoom before its join is answered. */
+const JOINING = Object.freeze({ room: 'joining', error: null, lost: false })
 
 // On the server the hooks have nothing to do (the connection opens in an effect, in the browser),
 // and they must not call React at all: a Next.js app lists roomcast in serverExternalPackages, so
@@ -95,18 +97,29 @@ function useSharedRoom(name, subscribe) {
 
 /** The last messages of a room, the connection's status, and a publish function. */
 export function useRoom(name, { maxMessages = 100 } = {}) {
-  if (ON_SERVER) return { messages: NO_MESSAGES, status: 'connecting', publish: () => notConnected(name) }
+  if (ON_SERVER) return { messages: NO_MESSAGES, status: 'connecting', publish: () => notConnected(name), ...JOINING }
   const [messages, setMessages] = useState(NO_MESSAGES)
+  const [state, setState] = useState(JOINING)
   const maxRef = useRef(maxMessages)
   maxRef.current = maxMessages
   const roomRef = useSharedRoom(name, (room) => {
     setMessages(NO_MESSAGES)
-    return room.on('message', (message) => {
-      setMessages((list) => {
-        const next = [...list, message]
-        return next.length > maxRef.current ? next.slice(next.length - maxRef.current) : next
-      })
-    })
+    setState({ ...JOINING, room: room.status })
+    const stops = [
+      room.on('message', (message) => {
+        setMessages((list) => {
+          const next = [...list, message]
+          return next.length > maxRef.current ? next.slice(next.length - maxRef.current) : next
+        })
+      }),
+      room.on('joined', () => setState((s) => ({ ...s, room: 'joined', error: null }))),
+      room.on('reset', () => setState((s) => ({ ...s, lost: true }))),
+      room.on('error', (error) => setState((s) => ({ ...s, room: 'failed', error }))),
+      room.on('left', () => setState((s) => ({ ...s, room: 'left' }))),
+    ]
+    return () => {
+      for (const stop of stops) stop()
+    }
   })
   const status = useStatus()
   const publish = useCallback(
@@ -116,7 +129,7 @@ export function useRoom(name, { maxMessages = 100 } = {}) {
     },
     [name, roomRef],
   )
-  return { messages, status, publish }
+  return { messages, status, publish, ...state }
 }
 
 /** The members of a presence room, updated as they come and go. */
