@@ -70,9 +70,14 @@ describe('churn', () => {
     // close with frames queued and in flight.
     await running.traffic(prefix, ROOMS, 2)
 
-    const warmUp = await round(WARM_UP)
-    expect(warmUp).toMatchObject({ cycles: WARM_UP, failed: 0, maxOpen: PEAK })
-    expect(await drained()).toMatchObject({ connections: 0, rooms: 0 })
+    // Two warm-up rounds: after one, RSS is sometimes still below its steady state (allocator
+    // arenas of the engine's threads still growing: 61 MiB once, against 66-68 MiB after any
+    // longer churn), which made a sound run look like a 10 % leak.
+    for (let i = 0; i < 2; i++) {
+      const warmUp = await round(WARM_UP)
+      expect(warmUp).toMatchObject({ cycles: WARM_UP, failed: 0, maxOpen: PEAK })
+      expect(await drained()).toMatchObject({ connections: 0, rooms: 0 })
+    }
     const warm = await running.memory()
     const before = await running.stats()
 
