@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import net from 'node:net'
 import { type CloseEvent, connect, DEFAULTS, type ReconnectingEvent, reconnectDelay } from 'roomcast/client'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import WebSocket from 'ws'
+import { recordingWebSocket } from './helpers'
 
 describe('reconnectDelay', () => {
   const options = { minDelayMs: 500, maxDelayMs: 10_000 }
@@ -39,18 +39,6 @@ async function closedPort(): Promise<number> {
   return port
 }
 
-/** The `ws` WebSocket, counting the sockets the client opens. */
-function countingWebSocket() {
-  const sockets: WebSocket[] = []
-  class Counted extends WebSocket {
-    constructor(url: string, protocols: string) {
-      super(url, protocols)
-      sockets.push(this)
-    }
-  }
-  return { WebSocket: Counted, sockets }
-}
-
 function nextEvent<T>(client: { on(event: string, listener: (value: T) => void): () => void }, event: string) {
   return new Promise<T>((resolve) => {
     const off = client.on(event, (value) => {
@@ -68,7 +56,7 @@ describe('reconnection schedule', () => {
   it('waits reconnectDelay(attempt) before each attempt, then gives up after maxRetries', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
     const port = await closedPort()
-    const { WebSocket, sockets } = countingWebSocket()
+    const { WebSocket, sockets } = recordingWebSocket()
     const options = { minDelayMs: 100, maxDelayMs: 1000, random: () => 0.5 }
     const client = connect(`ws://127.0.0.1:${port}/ws`, { ...options, WebSocket, maxRetries: 3 })
     const closes: CloseEvent[] = []
@@ -101,7 +89,7 @@ describe('reconnection schedule', () => {
   it('close() while waiting to reconnect clears the timer and every socket listener', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
     const port = await closedPort()
-    const { WebSocket, sockets } = countingWebSocket()
+    const { WebSocket, sockets } = recordingWebSocket()
     const client = connect(`ws://127.0.0.1:${port}/ws`, { WebSocket })
     const statuses: string[] = []
     client.on('status', (status) => statuses.push(status))
@@ -119,7 +107,7 @@ describe('reconnection schedule', () => {
 
   it('close() while the first socket is connecting aborts it without an uncaught error', async () => {
     const port = await closedPort()
-    const { WebSocket, sockets } = countingWebSocket()
+    const { WebSocket, sockets } = recordingWebSocket()
     const client = connect(`ws://127.0.0.1:${port}/ws`, { WebSocket })
     client.close()
     // Not events.once(): it rejects on the 'error' that `ws` emits for the aborted handshake.

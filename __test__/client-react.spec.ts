@@ -10,7 +10,15 @@ import { RoomcastProvider, usePresence, useRoom, useRoomcast, useRoomEvent } fro
 import { afterEach, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import type { Connection } from '../index.js'
-import { collect, connect as rawConnect, roomcast, serverPerTest, uniqueRoom, until } from './helpers'
+import {
+  collect,
+  connect as rawConnect,
+  recordingWebSocket,
+  roomcast,
+  serverPerTest,
+  uniqueRoom,
+  until,
+} from './helpers'
 
 // State changes come from sockets, not from act(): the tests wait for the DOM instead.
 
@@ -28,18 +36,6 @@ function start() {
     },
     authorizeJoin: () => true,
   })
-}
-
-/** The `ws` WebSocket, keeping the sockets the client opens. */
-function recordingWebSocket() {
-  const sockets: WebSocket[] = []
-  class Recorded extends WebSocket {
-    constructor(url: string, protocols: string) {
-      super(url, protocols)
-      sockets.push(this)
-    }
-  }
-  return { WebSocket: Recorded, sockets }
 }
 
 function render(node: ReactNode): { root: Root; element: HTMLElement } {

@@ -26,6 +26,7 @@ import {
   type Options,
   type Running,
   connect as rawConnect,
+  recordingWebSocket,
   roomcast,
   serverPerTest,
   uniqueRoom,
@@ -54,18 +55,6 @@ afterEach(async () => {
 
 function start(options: Options = {}): Promise<Running> {
   return server({ history: HISTORY, ...USERS, ...options })
-}
-
-/** The `ws` WebSocket, keeping the sockets the client opens. */
-function recordingWebSocket() {
-  const sockets: WebSocket[] = []
-  class Recorded extends WebSocket {
-    constructor(url: string, protocols: string) {
-      super(url, protocols)
-      sockets.push(this)
-    }
-  }
-  return { WebSocket: Recorded, sockets }
 }
 
 /** A client with quick reconnects, closed after the test. */

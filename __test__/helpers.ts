@@ -197,3 +197,15 @@ export function serverPerTest(): (options?: Options) => Promise<Running> {
     return running
   }
 }
+
+/** The `ws` WebSocket, keeping every socket a client opens with it (for clients that take a constructor). */
+export function recordingWebSocket() {
+  const sockets: WebSocket[] = []
+  class Recorded extends WebSocket {
+    constructor(url: string, protocols: string) {
+      super(url, protocols)
+      sockets.push(this)
+    }
+  }
+  return { WebSocket: Recorded, sockets }
+}

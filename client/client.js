@@ -369,17 +369,9 @@ export class Client {
       return Promise.reject(new RoomcastError(NOT_CONNECTED, `roomcast: ${room.name} is not joined right now`))
     }
     return new Promise((resolve, reject) => {
-      const ref = this.#requests.nextRef()
-      this.#requests.track(ref, {
-        onReply: (reply) => {
-          if (reply.ok !== true) {
-            reject(replyError(reply))
-            return
-          }
-          if (this.#rooms.get(room.name) === room) room._onPresenceList(reply.members)
-          resolve(room.presence)
-        },
-        onLost: () => reject(lost()),
+      const ref = this.#track(reject, (reply) => {
+        if (this.#rooms.get(room.name) === room) room._onPresenceList(reply.members)
+        resolve(room.presence)
       })
       this.#send(encodeRequest({ type: 'presence', ref, room: room.name }))
     })
@@ -414,24 +406,30 @@ export class Client {
   }
 
   #sendPublish({ room, payload, resolve, reject }) {
-    const ref = this.#requests.nextRef()
-    this.#requests.track(ref, {
-      onReply: (reply) => {
-        if (reply.ok !== true) {
-          reject(replyError(reply))
-          return
-        }
-        room._onPublished(reply.offset)
-        resolve({ room: room.name, offset: typeof reply.offset === 'number' ? reply.offset : null })
-      },
-      // Sent, but we cannot know whether the server got it: at most once, never resent.
-      onLost: () => reject(lost()),
+    // If the connection is lost before the reply, the server may or may not have it: at most
+    // once, never resent (#track rejects with connection_lost).
+    const ref = this.#track(reject, (reply) => {
+      room._onPublished(reply.offset)
+      resolve({ room: room.name, offset: typeof reply.offset === 'number' ? reply.offset : null })
     })
     const frame =
       typeof payload === 'string'
         ? encodeRequest({ type: 'publish', ref, room: room.name, data: payload })
         : encodeBinaryPublish(ref, room.name, payload)
     this.#send(frame)
+  }
+
+  /**
+   * Tracks a new request and returns its ref: `accepted(reply)` for an `ok` reply; a failed reply
+   * or the connection lost before the reply rejects through `reject`.
+   */
+  #track(reject, accepted) {
+    const ref = this.#requests.nextRef()
+    this.#requests.track(ref, {
+      onReply: (reply) => (reply.ok === true ? accepted(reply) : reject(replyError(reply))),
+      onLost: () => reject(lost()),
+    })
+    return ref
   }
 
   /** Sends the queued publications of a room that was just joined, oldest first. */

@@ -281,12 +281,18 @@ pub(crate) mod tests {
         frames
     }
 
-    #[test]
-    fn slow_consumer_is_closed_once_and_counted() {
-        let config = EndpointConfig { max_buffered_bytes: 10, ..EndpointConfig::default() };
+    /// A connection with no socket whose queue holds 10 bytes, under `policy`.
+    fn bounded(policy: SlowConsumerPolicy, protocol: Protocol) -> (Arc<EndpointShared>, Connection) {
+        let config = EndpointConfig { max_buffered_bytes: 10, slow_consumer: policy, ..EndpointConfig::default() };
         let engine: &'static Engine = Box::leak(Box::new(Engine::new()));
         let endpoint = EndpointShared::new(engine, config);
-        let conn = Connection::new(7, endpoint.clone(), Identity::default(), Protocol::Raw);
+        let conn = Connection::new(7, endpoint.clone(), Identity::default(), protocol);
+        (endpoint, conn)
+    }
+
+    #[test]
+    fn slow_consumer_is_closed_once_and_counted() {
+        let (endpoint, conn) = bounded(SlowConsumerPolicy::Close, Protocol::Raw);
         let frame = Bytes::from_static(b"12345678");
         assert!(conn.deliver(&frame));
         assert!(!conn.deliver(&frame), "over the bound");
@@ -300,14 +306,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_reply_that_does_not_fit_closes_even_under_the_drop_policy_and_a_replay_passes_the_bound() {
-        let config = EndpointConfig {
-            max_buffered_bytes: 10,
-            slow_consumer: SlowConsumerPolicy::Drop,
-            ..EndpointConfig::default()
-        };
-        let engine: &'static Engine = Box::leak(Box::new(Engine::new()));
-        let endpoint = EndpointShared::new(engine, config);
-        let conn = Connection::new(7, endpoint.clone(), Identity::default(), Protocol::V1);
+        let (endpoint, conn) = bounded(SlowConsumerPolicy::Drop, Protocol::V1);
         let frame = Bytes::from_static(b"12345678");
         assert!(conn.deliver_replay(&frame));
         assert!(conn.deliver_replay(&frame), "a replay is not bounded by maxBufferedBytes");
@@ -321,14 +320,7 @@ pub(crate) mod tests {
 
     #[test]
     fn drop_policy_keeps_the_connection_and_counts() {
-        let config = EndpointConfig {
-            max_buffered_bytes: 10,
-            slow_consumer: SlowConsumerPolicy::Drop,
-            ..EndpointConfig::default()
-        };
-        let engine: &'static Engine = Box::leak(Box::new(Engine::new()));
-        let endpoint = EndpointShared::new(engine, config);
-        let conn = Connection::new(7, endpoint.clone(), Identity::default(), Protocol::Raw);
+        let (endpoint, conn) = bounded(SlowConsumerPolicy::Drop, Protocol::Raw);
         let frame = Bytes::from_static(b"12345678");
         assert!(conn.deliver(&frame));
         assert!(!conn.deliver(&frame));

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use crate::config::{EndpointConfig, RelayPolicy};
 use crate::connection::{ConnId, Connection, Identity, Protocol};
 use crate::engine::Engine;
-use crate::envelope::{self, ErrorCode, Ref, RequestError};
+use crate::envelope::{self, ErrorCode, Ref};
 use crate::events::{AppEvent, EventQueue};
 use crate::frame::Message;
 use crate::handoff;
@@ -235,21 +235,16 @@ impl EndpointShared {
             timeout.abort();
         }
         conn.pending_joins.fetch_sub(1, Relaxed);
-        let error = match verdict {
-            JoinVerdict::Allow => {
-                match self.engine.registry().join(&room, &conn, JoinBy::Request { reference, since }) {
-                    Ok(_) => return true,
-                    Err(code) => RequestError::new(Some(reference), code, "too many rooms"),
-                }
-            }
-            JoinVerdict::Deny => {
-                RequestError::new(Some(reference), ErrorCode::Forbidden, format!("joining {room} is not allowed"))
-            }
-            JoinVerdict::Failed => {
-                RequestError::new(Some(reference), ErrorCode::AuthorizationFailed, "authorizeJoin failed")
-            }
+        let code = match verdict {
+            JoinVerdict::Allow => match self.engine.registry().join(&room, &conn, JoinBy::Request { reference, since })
+            {
+                Ok(_) => return true,
+                Err(code) => code,
+            },
+            JoinVerdict::Deny => ErrorCode::Forbidden,
+            JoinVerdict::Failed => ErrorCode::AuthorizationFailed,
         };
-        requests::refuse(self, &conn, &error);
+        requests::refuse(self, &conn, &requests::join_refused(reference, &room, code, &conn));
         true
     }
 

@@ -411,13 +411,9 @@ impl Registry {
                     None => (epoch, offset, true, history.latest(now, 0, limit).into_iter().cloned().collect()),
                 }
             }
-            // A room with history settings that has not started yet: an empty history.
-            None if self.config.read().history_for(room).is_some() && since.is_none() => {
-                return Some(HistoryPage { epoch: String::new(), offset: 0, recovered: true, entries: Vec::new() });
-            }
-            None if self.config.read().history_for(room).is_some() => {
-                return Some(HistoryPage { epoch: String::new(), offset: 0, recovered: false, entries: Vec::new() });
-            }
+            // A room with history settings that has not started yet: an empty history, from which
+            // no position can be continued.
+            None if self.config.read().history_for(room).is_some() => (String::new(), 0, since.is_none(), Vec::new()),
             None => return None,
         };
         Some(HistoryPage { epoch, offset, recovered, entries })

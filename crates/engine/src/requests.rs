@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::connection::Connection;
 use crate::endpoint::EndpointShared;
-use crate::envelope::{self, ErrorCode, Request, RequestError};
+use crate::envelope::{self, ErrorCode, Ref, Request, RequestError};
 use crate::events::AppEvent;
 use crate::frame::Message;
 use crate::registry::{JoinBy, LeaveBy};
@@ -35,15 +35,14 @@ fn carry_out(endpoint: &EndpointShared, conn: &Arc<Connection>, request: Request
     let registry = endpoint.engine.registry();
     match request {
         Request::Join { reference, room, since } => {
-            let fail = |code, message: String| RequestError::new(Some(reference), code, message);
             let needs_authorization = endpoint.config.authorize_join || registry.config().is_reserved(&room);
             if needs_authorization && !conn.in_room(&room) {
                 if !endpoint.config.authorize_join {
-                    return Err(fail(ErrorCode::Forbidden, format!("joining {room} is not allowed")));
+                    return Err(join_refused(reference, &room, ErrorCode::Forbidden, conn));
                 }
                 let pending = conn.pending_joins.load(std::sync::atomic::Ordering::Relaxed);
                 if conn.rooms_mut().len() + pending >= conn.max_rooms() {
-                    return Err(fail(ErrorCode::TooManyRooms, too_many_rooms(conn)));
+                    return Err(join_refused(reference, &room, ErrorCode::TooManyRooms, conn));
                 }
                 conn.endpoint.request_join(conn, reference, room, since);
                 return Ok(());
@@ -51,7 +50,7 @@ fn carry_out(endpoint: &EndpointShared, conn: &Arc<Connection>, request: Request
             registry
                 .join(&room, conn, JoinBy::Request { reference, since })
                 .map(|_| ())
-                .map_err(|code| fail(code, too_many_rooms(conn)))
+                .map_err(|code| join_refused(reference, &room, code, conn))
         }
         Request::Leave { reference, room } => {
             if registry.leave(&room, conn, LeaveBy::Request(reference)) {
@@ -89,6 +88,12 @@ fn carry_out(endpoint: &EndpointShared, conn: &Arc<Connection>, request: Request
     }
 }
 
-fn too_many_rooms(conn: &Connection) -> String {
-    format!("a connection may be in at most {} rooms", conn.max_rooms())
+/// The answer to a `join` of `room` that is refused with `code`.
+pub(crate) fn join_refused(reference: Ref, room: &str, code: ErrorCode, conn: &Connection) -> RequestError {
+    let message = match code {
+        ErrorCode::Forbidden => format!("joining {room} is not allowed"),
+        ErrorCode::AuthorizationFailed => "authorizeJoin failed".to_owned(),
+        _ => format!("a connection may be in at most {} rooms", conn.max_rooms()),
+    };
+    RequestError::new(Some(reference), code, message)
 }
