@@ -1,8 +1,8 @@
 //! One WebSocket connection as the rest of the engine holds it: who it is, its rooms, and its
 //! bounded outgoing queue with the slow-consumer policy. The task that owns the socket is in
-//! [`crate::session`]; it is the only writer of the socket, and everything that wants to send
-//! (broadcasts, relays, pongs, close frames) goes through the connection's [`Outbox`], so frames
-//! never interleave.
+//! [`crate::session`]. Everything that wants to send (broadcasts, relays, pongs, close frames)
+//! goes through the connection's [`Outbox`], and the socket is written only under its lock (by
+//! the task, or by the engine's writer for a fan-out), so frames never interleave.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use crate::config::SlowConsumerPolicy;
 use crate::endpoint::EndpointShared;
 use crate::envelope;
 use crate::frame::OpCode;
-use crate::outbox::{Command, OutFrame, Outbox, Push};
+use crate::outbox::{Command, OutFrame, Outbox, Push, Written};
 use crate::publication::Publication;
 use crate::registry::RoomName;
 use crate::stats::add;
@@ -163,7 +163,7 @@ impl Connection {
     pub(crate) fn deliver_control(&self, frame: &Bytes) -> bool {
         let config = &self.endpoint.config;
         match self.outbox.push(OutFrame { bytes: frame.clone(), data: true }, config.max_buffered_bytes) {
-            Push::Queued => true,
+            Push::Queued | Push::Write => true,
             Push::Closed => false,
             Push::Full => {
                 self.close_slow_consumer(true);
@@ -197,10 +197,28 @@ impl Connection {
 
     /// Queues a frame under the bound; a refusal applies the slow-consumer policy (counted).
     pub(crate) fn offer(&self, frame: OutFrame) -> bool {
-        let config = &self.endpoint.config;
         let data = frame.data;
-        match self.outbox.push(frame, config.max_buffered_bytes) {
-            Push::Queued => true,
+        self.settle(self.outbox.push(frame, self.endpoint.config.max_buffered_bytes), data)
+    }
+
+    /// Queues a data frame of a fan-out (a room's publication). When the connection needs a
+    /// writer, it is added to `writes` instead of waking its task: the fan-out's connections are
+    /// then written together (see [`Writes`]).
+    pub(crate) fn deliver_fanout(self: &Arc<Self>, frame: &Bytes, writes: &mut Writes) -> bool {
+        let frame = OutFrame { bytes: frame.clone(), data: true };
+        match self.outbox.push_deferred(frame, self.endpoint.config.max_buffered_bytes) {
+            Push::Write => {
+                writes.0.push(self.clone());
+                true
+            }
+            push => self.settle(push, true),
+        }
+    }
+
+    /// What became of an offered frame; a refusal applies the slow-consumer policy (counted).
+    fn settle(&self, push: Push, data: bool) -> bool {
+        match push {
+            Push::Queued | Push::Write => true,
             Push::Closed => {
                 // Too late: the connection is closing. Never delivered, so counted.
                 add(&self.endpoint.stats.dropped_messages, data as u64);
@@ -208,13 +226,25 @@ impl Connection {
             }
             Push::Full => {
                 let stats = &self.endpoint.stats;
-                match config.slow_consumer {
+                match self.endpoint.config.slow_consumer {
                     SlowConsumerPolicy::Drop => add(&stats.dropped_messages, data as u64),
                     SlowConsumerPolicy::Close => self.close_slow_consumer(data),
                 }
                 false
             }
         }
+    }
+
+    /// Writes what is queued (a fan-out's writer; the task takes over a socket that blocks).
+    pub(crate) fn write_queued(&self) {
+        self.count(&self.outbox.write());
+    }
+
+    /// Adds a write to the statistics.
+    pub(crate) fn count(&self, written: &Written) {
+        let stats = &self.endpoint.stats;
+        add(&stats.bytes_out, written.bytes as u64);
+        add(&stats.messages_out, written.messages);
     }
 
     /// Starts the closing handshake after what is already queued; the socket is dropped if the
@@ -249,12 +279,26 @@ impl Connection {
     }
 }
 
+/// The connections a fan-out queued frames for that nobody is yet to write. When it is dropped
+/// (after the registry's lock), they go to the engine's writer (`Engine::write_soon`): a
+/// broadcast hands the runtime one list instead of waking a task per recipient.
+#[derive(Default)]
+pub(crate) struct Writes(Vec<Arc<Connection>>);
+
+impl Drop for Writes {
+    fn drop(&mut self) {
+        if let Some(first) = self.0.first() {
+            let engine = first.endpoint.engine;
+            engine.write_soon(std::mem::take(&mut self.0));
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::config::EndpointConfig;
     use crate::engine::Engine;
-    use std::collections::VecDeque;
 
     /// A connection with no socket, for registry and queue tests.
     pub(crate) fn detached(id: ConnId) -> Arc<Connection> {
@@ -274,11 +318,7 @@ pub(crate) mod tests {
 
     /// Every frame queued for `conn` so far (the queue is emptied).
     pub(crate) fn queued(conn: &Connection) -> Vec<Bytes> {
-        let mut taken = VecDeque::new();
-        conn.outbox.take(&mut taken);
-        let frames: Vec<Bytes> = taken.into_iter().map(|f| f.bytes).collect();
-        conn.outbox.release(frames.iter().map(Bytes::len).sum());
-        frames
+        conn.outbox.drain().into_iter().map(|f| f.bytes).collect()
     }
 
     /// A connection with no socket whose queue holds 10 bytes, under `policy`.
@@ -300,8 +340,7 @@ pub(crate) mod tests {
         let stats = endpoint.stats.snapshot(0, 0);
         // The queued one and the refused one, then the one offered while closing: all counted.
         assert_eq!((stats.slow_consumer_closes, stats.dropped_messages), (1, 3));
-        let mut taken = VecDeque::new();
-        assert!(matches!(conn.outbox.take(&mut taken), Some(Command::Close { code: 1008, .. })));
+        assert!(matches!(conn.outbox.take_command(), Some(Command::Close { code: 1008, .. })));
     }
 
     #[test]
@@ -314,8 +353,7 @@ pub(crate) mod tests {
         assert!(!conn.deliver_control(&frame), "a reply is never dropped silently");
         let stats = endpoint.stats.snapshot(0, 0);
         assert_eq!(stats.slow_consumer_closes, 1, "the connection is closed instead");
-        let mut taken = VecDeque::new();
-        assert!(matches!(conn.outbox.take(&mut taken), Some(Command::Close { code: 1008, .. })));
+        assert!(matches!(conn.outbox.take_command(), Some(Command::Close { code: 1008, .. })));
     }
 
     #[test]
@@ -324,7 +362,7 @@ pub(crate) mod tests {
         let frame = Bytes::from_static(b"12345678");
         assert!(conn.deliver(&frame));
         assert!(!conn.deliver(&frame));
-        conn.outbox.release(8);
+        conn.outbox.drain();
         assert!(conn.deliver(&frame), "room again once written");
         let stats = endpoint.stats.snapshot(0, 0);
         assert_eq!((stats.slow_consumer_closes, stats.dropped_messages), (0, 1));

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 use crate::config::RoomsConfig;
-use crate::connection::{ConnId, Connection};
+use crate::connection::{ConnId, Connection, Writes};
 use crate::envelope::{self, ErrorCode, Ref, RoomState};
 use crate::history::{Entry, History, HistoryBudget, Position, Recovery};
 use crate::presence::{Member, Presence};
@@ -172,6 +172,7 @@ impl Room {
         publication: &Publication,
         except: &[ConnId],
         mut seen: Option<&mut HashSet<ConnId>>,
+        writes: &mut Writes,
     ) -> Published {
         // Held through the fan-out: offsets reach every member in increasing order.
         let mut history = self.history.as_ref().map(|h| h.lock());
@@ -190,9 +191,9 @@ impl Room {
                 continue;
             }
             let taken = match &v1_frame {
-                Some(frame) if member.is_v1() => member.deliver(frame),
+                Some(frame) if member.is_v1() => member.deliver_fanout(frame, writes),
                 _ if seen.as_mut().is_some_and(|seen| !seen.insert(member.id())) => false,
-                _ => member.deliver(publication.raw_frame()),
+                _ => member.deliver_fanout(publication.raw_frame(), writes),
             };
             delivered += taken as usize;
         }
@@ -359,8 +360,10 @@ impl Registry {
     /// is created when its settings give it history (the publication is kept for those who
     /// join later); otherwise nobody receives it.
     pub fn publish(&self, room: &str, publication: &Publication, except: &[ConnId]) -> Published {
+        // Declared first, so dropped (and written) after the lock is released.
+        let mut writes = Writes::default();
         if let Some(entry) = self.rooms.read().get(room).filter(|r| !r.members.is_empty()) {
-            return entry.publish(room, publication, except, None);
+            return entry.publish(room, publication, except, None, &mut writes);
         }
         // Nobody there: only a room with history (possibly to be started again) keeps it.
         if self.config.read().history_for(room).is_none() && self.rooms.read().get(room).is_none() {
@@ -368,7 +371,7 @@ impl Registry {
         }
         let mut rooms = self.rooms.write();
         let (_, entry) = self.room_mut(&mut rooms, room);
-        let published = entry.publish(room, publication, except, None);
+        let published = entry.publish(room, publication, except, None, &mut writes);
         if entry.is_disposable(Instant::now()) {
             rooms.remove(room); // A room without history after all (its settings changed).
         }
@@ -382,12 +385,13 @@ impl Registry {
         if let [room] = rooms {
             return self.publish(room, publication, except).delivered;
         }
+        let mut writes = Writes::default();
         let registry = self.rooms.read();
         let mut seen = HashSet::new();
         rooms
             .iter()
             .filter_map(|name| registry.get(*name).map(|room| (name, room)))
-            .map(|(name, room)| room.publish(name, publication, except, Some(&mut seen)).delivered)
+            .map(|(name, room)| room.publish(name, publication, except, Some(&mut seen), &mut writes).delivered)
             .sum()
     }
 

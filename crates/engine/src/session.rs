@@ -1,12 +1,13 @@
 //! The task that owns one connection's socket: it reads and decodes client frames, hands
 //! messages to the endpoint (relay, echo, events), writes what the outbox holds with vectored
-//! writes, and runs the closing handshake. When it ends, for whatever reason, the connection is
+//! writes (a socket the engine's fan-out writer found blocked comes back to it to wait for
+//! writability), and runs the closing handshake. When it ends, for whatever reason, the connection is
 //! released (its rooms left, the application told).
 
-use std::collections::VecDeque;
-use std::io::{IoSlice, Read};
+use std::io::{ErrorKind, Read};
 use std::net::Shutdown;
 use std::ops::ControlFlow;
+use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use crate::close_code;
 use crate::config::RateLimitPolicy;
 use crate::connection::Connection;
 use crate::frame::{self, CloseFrame, Decoder, Event, OpCode};
-use crate::outbox::{Command, OutFrame};
+use crate::outbox::{Command, OutFrame, WriteState};
 use crate::ratelimit::TokenBucket;
 use crate::stats::add;
 
@@ -30,36 +31,29 @@ use crate::stats::add;
 const READ_CHUNK: usize = 64 * 1024;
 /// Reads per wake-up before the task lets writes and other tasks run.
 const MAX_READS_PER_WAKE: usize = 8;
-/// Frames per vectored write: Linux's `IOV_MAX`. A connection that fell behind (a fast publisher)
-/// catches up with few, large writes; in the issue-6 fan-out benchmark, going from 64 to 1,024
-/// cut the server's CPU per delivery by about a third.
-const MAX_IOVECS: usize = 1024;
-/// Frames per write that fit in the array on the stack; more (a backlog) take a `Vec`.
-const STACK_IOVECS: usize = 16;
 /// After the closing handshake, how long to wait for the client to close its side.
 const LINGER: Duration = Duration::from_secs(2);
 
 /// Runs the connection until its socket is released. `head` holds bytes the client sent right
 /// after its upgrade request.
 pub(crate) async fn serve(conn: Arc<Connection>, socket: Socket, head: Bytes) {
+    let fd = crate::handoff::register(socket);
+    // Declared after the socket, so dropped before it: the release detaches the socket from the
+    // outbox before it is closed, and no other writer can reach a reused descriptor.
     let mut state = State::new(conn);
-    let Some(fd) = crate::handoff::register(socket) else { return };
+    let Some(fd) = fd.as_ref() else { return };
+    state.conn.outbox().attach(fd.as_raw_fd());
     if !head.is_empty() {
         add(&state.conn.endpoint.stats.bytes_in, head.len() as u64);
         state.decode_guarded(&head);
     }
-    state.run(&fd).await;
+    state.run(fd).await;
 }
 
 /// What the connection's task owns besides the socket. Dropping it releases the connection.
 struct State {
     conn: Arc<Connection>,
     decoder: Decoder,
-    /// Frames taken from the outbox and not yet completely written.
-    pending: VecDeque<OutFrame>,
-    /// Bytes of `pending[0]` already written.
-    front_written: usize,
-    write_blocked: bool,
     /// False once the client's bytes are no longer interpreted (after an error or its close).
     decoding: bool,
     close_sent: bool,
@@ -80,9 +74,6 @@ impl State {
         State {
             conn,
             decoder,
-            pending: VecDeque::new(),
-            front_written: 0,
-            write_blocked: false,
             decoding: true,
             close_sent: false,
             close_received: false,
@@ -97,15 +88,16 @@ impl State {
     async fn run(&mut self, fd: &AsyncFd<Socket>) {
         let endpoint = self.conn.endpoint.clone();
         loop {
-            match self.conn.outbox().take(&mut self.pending) {
+            match self.conn.outbox().take_command() {
                 Some(Command::Terminate) => return,
                 Some(Command::Close { code, reason, timeout }) => self.start_close(code, &reason, timeout),
                 None => {}
             }
-            if !self.write_blocked && self.flush(fd.get_ref()).is_err() {
+            let written = self.write(false);
+            if written == WriteState::Failed {
                 return;
             }
-            if self.close_sent && self.pending.is_empty() && (self.close_received || !self.decoding) {
+            if self.close_sent && written == WriteState::Drained && (self.close_received || !self.decoding) {
                 break;
             }
             if self.eof {
@@ -125,15 +117,17 @@ impl State {
                 biased;
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => return,
                 _ = &mut drained, if paused => {}
-                ready = fd.writable(), if self.write_blocked => match ready {
-                    Ok(mut guard) => match guard.try_io(|fd| write_once(fd.get_ref(), &self.pending, self.front_written)) {
-                        Ok(Ok(written)) => {
-                            self.advance(written);
-                            self.write_blocked = false;
+                ready = fd.writable(), if written == WriteState::Blocked => match ready {
+                    // Blocked again: an error that clears the readiness, so the next wait is real.
+                    Ok(mut guard) => {
+                        let resumed = guard.try_io(|_| match self.write(true) {
+                            WriteState::Blocked => Err(ErrorKind::WouldBlock.into()),
+                            state => Ok(state),
+                        });
+                        if let Ok(Ok(WriteState::Failed)) = resumed {
+                            return;
                         }
-                        Ok(Err(_)) => return,
-                        Err(_would_block) => {}
-                    },
+                    }
                     Err(_) => return,
                 },
                 ready = fd.readable(), if !paused => match ready {
@@ -285,41 +279,11 @@ impl State {
         self.deadline = Some(Instant::now() + timeout);
     }
 
-    /// Writes pending frames until done or the socket would block.
-    fn flush(&mut self, socket: &Socket) -> std::io::Result<()> {
-        while !self.pending.is_empty() {
-            match write_once(socket, &self.pending, self.front_written) {
-                Ok(written) => self.advance(written),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.write_blocked = true;
-                    break;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Accounts for `written` bytes from the front of `pending`.
-    fn advance(&mut self, written: usize) {
-        let mut left = written;
-        let mut messages = 0;
-        while let Some(front) = self.pending.front() {
-            let rest = front.bytes.len() - self.front_written;
-            if left < rest {
-                self.front_written += left;
-                break;
-            }
-            left -= rest;
-            messages += front.data as u64;
-            self.front_written = 0;
-            self.pending.pop_front();
-        }
-        let stats = &self.conn.endpoint.stats;
-        add(&stats.bytes_out, written as u64);
-        add(&stats.messages_out, messages);
-        self.conn.outbox().release(written);
+    /// Writes what the outbox holds; `resume` once the socket is writable again.
+    fn write(&mut self, resume: bool) -> WriteState {
+        let written = self.conn.outbox().write_from_task(resume);
+        self.conn.count(&written);
+        written.state
     }
 }
 
@@ -329,10 +293,7 @@ impl Drop for State {
     fn drop(&mut self) {
         let conn = &self.conn;
         let stats = &conn.endpoint.stats;
-        if let Some(discarded) = conn.outbox().stop() {
-            add(&stats.dropped_messages, discarded as u64);
-        }
-        add(&stats.dropped_messages, self.pending.iter().filter(|f| f.data).count() as u64);
+        add(&stats.dropped_messages, conn.outbox().release() as u64);
         if std::thread::panicking() {
             add(&stats.internal_errors, 1);
         }
@@ -343,22 +304,4 @@ impl Drop for State {
         engine.registry().leave_all(conn);
         conn.endpoint.release(conn, self.close_code, std::mem::take(&mut self.close_reason));
     }
-}
-
-/// One vectored write of the front of `pending`.
-fn write_once(socket: &Socket, pending: &VecDeque<OutFrame>, front_written: usize) -> std::io::Result<usize> {
-    fn slice(at: usize, frame: &OutFrame, front_written: usize) -> IoSlice<'_> {
-        IoSlice::new(&frame.bytes[if at == 0 { front_written } else { 0 }..])
-    }
-    if pending.len() <= STACK_IOVECS {
-        // The common case (a few frames per wake-up): no allocation, a small array to fill.
-        let mut slices = [IoSlice::new(&[]); STACK_IOVECS];
-        for (at, frame) in pending.iter().enumerate() {
-            slices[at] = slice(at, frame, front_written);
-        }
-        return socket.send_vectored(&slices[..pending.len()]);
-    }
-    let slices: Vec<IoSlice<'_>> =
-        pending.iter().take(MAX_IOVECS).enumerate().map(|(at, frame)| slice(at, frame, front_written)).collect();
-    socket.send_vectored(&slices)
 }
