@@ -4,6 +4,7 @@
 //! goes through the connection's [`Outbox`], and the socket is written only under its lock (by
 //! the task, or by the engine's writer for a fan-out), so frames never interleave.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -235,9 +236,16 @@ impl Connection {
         }
     }
 
-    /// Writes what is queued (a fan-out's writer; the task takes over a socket that blocks).
+    /// Writes what is queued (a fan-out's writer; the task takes over a socket that blocks). A
+    /// panic is counted and leaves the connection to its task.
     pub(crate) fn write_queued(&self) {
-        self.count(&self.outbox.write());
+        match catch_unwind(AssertUnwindSafe(|| self.outbox.write())) {
+            Ok(written) => self.count(&written),
+            Err(_) => {
+                add(&self.endpoint.stats.internal_errors, 1);
+                self.outbox.wake_task();
+            }
+        }
     }
 
     /// Adds a write to the statistics.

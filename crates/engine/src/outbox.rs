@@ -2,11 +2,11 @@
 //!
 //! Producers (broadcasts on any thread, relays from other connections) push shared, already
 //! encoded frames. Whoever holds the queue's lock may write it to the socket, everything queued
-//! in one vectored write: the connection's task, or, for a fan-out, a writer on the runtime that
+//! in one vectored write: the connection's task, or, for a fan-out, the engine's writer, which
 //! writes every connection the fan-out reached in one pass, so that a delivery does not wake the
-//! connection's task (it is woken only when the socket blocks). The bound counts every byte not
-//! yet written to the socket, so memory per connection stays under `maxBufferedBytes` plus one
-//! message.
+//! connection's task (the writer hands the socket back to it when a write would block or fails).
+//! The bound counts every byte not yet written to the socket, so memory per connection stays
+//! under `maxBufferedBytes` plus one message.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, IoSlice};
@@ -70,6 +70,10 @@ struct Queue {
     blocked: bool,
     /// A write failed: the task ends the connection.
     failed: bool,
+    /// The queued frames were handed to the engine's writer ([`Push::Write`]) and not written
+    /// yet: a frame that must not wait for the writer's next pass (a reply, a pong) wakes the
+    /// task, which writes everything.
+    handed: bool,
 }
 
 /// What a write left behind.
@@ -104,14 +108,15 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Queues a frame unless that would take the unwritten bytes past `limit`, and wakes the
-    /// connection's task to write it. A frame larger than `limit` is still accepted when nothing
-    /// is pending, so one big message can pass.
+    /// Queues a frame unless that would take the unwritten bytes past `limit`, and makes sure it
+    /// is written without waiting for anyone (it wakes the connection's task unless a write is
+    /// already due from it). A frame larger than `limit` is still accepted when nothing is
+    /// pending, so one big message can pass.
     pub fn push(&self, frame: OutFrame, limit: usize) -> Push {
         let mut queue = self.queue.lock();
         let push = Self::admit(&queue, &frame, limit);
         if push == Push::Queued {
-            self.enqueue(&mut queue, frame);
+            self.enqueue(&mut queue, frame, true);
         }
         push
     }
@@ -128,9 +133,10 @@ impl Outbox {
         if queue.frames.is_empty() && queue.socket.is_some() && !queue.blocked && !queue.failed {
             queue.unwritten += frame.bytes.len();
             queue.frames.push_back(frame);
+            queue.handed = true;
             return Push::Write;
         }
-        self.enqueue(&mut queue, frame);
+        self.enqueue(&mut queue, frame, false);
         Push::Queued
     }
 
@@ -147,15 +153,18 @@ impl Outbox {
     /// Queues a frame regardless of the bound (the handshake response).
     pub fn push_unbounded(&self, frame: OutFrame) {
         let mut queue = self.queue.lock();
-        self.enqueue(&mut queue, frame);
+        self.enqueue(&mut queue, frame, true);
     }
 
-    fn enqueue(&self, queue: &mut Queue, frame: OutFrame) {
+    /// Queues a frame; wakes the task when the queue was empty (whoever writes drains the whole
+    /// queue, so only the first frame needs a wake-up) or, when `urgent`, if the queue is waiting
+    /// for the engine's writer.
+    fn enqueue(&self, queue: &mut Queue, frame: OutFrame, urgent: bool) {
         queue.unwritten += frame.bytes.len();
         let was_empty = queue.frames.is_empty();
         queue.frames.push_back(frame);
-        // Whoever writes drains the whole queue, so only the first frame needs a wake-up.
-        if was_empty {
+        if was_empty || (urgent && queue.handed) {
+            queue.handed = false;
             self.wake.notify_one();
         }
     }
@@ -268,6 +277,7 @@ impl Outbox {
             written.state = if queue.failed { WriteState::Failed } else { WriteState::Blocked };
             return written;
         }
+        queue.handed = false;
         // SAFETY: the descriptor stays open while it is attached: the task releases the outbox
         // (under this lock) before it closes the socket.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
@@ -323,6 +333,11 @@ impl Outbox {
     /// socket (or that happened since the last wait).
     pub async fn notified(&self) {
         self.wake.notified().await
+    }
+
+    /// Wakes the connection's task (it writes what is queued).
+    pub fn wake_task(&self) {
+        self.wake.notify_one();
     }
 
     /// Removes and returns every queued frame, for tests of what was queued.
@@ -433,6 +448,19 @@ mod tests {
         assert_eq!((written.state, written.bytes, written.messages), (WriteState::Drained, 2, 2));
         assert_eq!(outbox.unwritten(), 0);
         assert_eq!(outbox.push_deferred(frame(1), 100), Push::Write, "empty again");
+    }
+
+    #[test]
+    fn a_reply_behind_frames_waiting_for_the_writer_wakes_the_task_but_more_fan_out_does_not() {
+        let (outbox, _ours, _theirs) = attached();
+        assert_eq!(outbox.push_deferred(frame(1), 100), Push::Write);
+        let woken = outbox.wake.notified();
+        tokio::pin!(woken);
+        assert!(!woken.as_mut().enable(), "the writer was asked, not the task");
+        assert_eq!(outbox.push_deferred(frame(1), 100), Push::Queued);
+        assert!(!woken.as_mut().enable(), "more fan-out waits for the same write");
+        assert_eq!(outbox.push(frame(1), 100), Push::Queued);
+        assert!(woken.as_mut().enable(), "a reply does not wait for the writer's next pass");
     }
 
     #[test]
