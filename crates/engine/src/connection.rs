@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::arena::Span;
 use crate::close_code;
 use crate::config::SlowConsumerPolicy;
 use crate::endpoint::EndpointShared;
@@ -145,7 +146,7 @@ impl Connection {
     /// Queues an encoded data frame. Returns false when it was not queued: the connection is
     /// closing, or it is a slow consumer (then the endpoint's policy was applied and counted).
     pub fn deliver(&self, frame: &Bytes) -> bool {
-        self.offer(OutFrame { bytes: frame.clone(), data: true })
+        self.offer(OutFrame::message(frame.clone()))
     }
 
     /// Queues a message for this connection alone (`send`): the raw frame, or for `roomcast.v1`
@@ -163,7 +164,7 @@ impl Connection {
     /// silently missing it.
     pub(crate) fn deliver_control(&self, frame: &Bytes) -> bool {
         let config = &self.endpoint.config;
-        match self.outbox.push(OutFrame { bytes: frame.clone(), data: true }, config.max_buffered_bytes) {
+        match self.outbox.push(OutFrame::message(frame.clone()), config.max_buffered_bytes) {
             Push::Queued | Push::Write => true,
             Push::Closed => false,
             Push::Full => {
@@ -176,7 +177,7 @@ impl Connection {
     /// Queues a replayed message (a resume's history), past the bound: a replay is bounded by the
     /// room's history settings, and must arrive whole or the client would see a gap.
     pub(crate) fn deliver_replay(&self, frame: &Bytes) -> bool {
-        self.outbox.push(OutFrame { bytes: frame.clone(), data: true }, usize::MAX) == Push::Queued
+        self.outbox.push(OutFrame::message(frame.clone()), usize::MAX) == Push::Queued
     }
 
     /// Closes a slow consumer with 1008, discarding its queue; counted. `refused` says whether
@@ -198,7 +199,7 @@ impl Connection {
 
     /// Queues a frame under the bound; a refusal applies the slow-consumer policy (counted).
     pub(crate) fn offer(&self, frame: OutFrame) -> bool {
-        let data = frame.data;
+        let data = frame.messages() > 0;
         self.settle(self.outbox.push(frame, self.endpoint.config.max_buffered_bytes), data)
     }
 
@@ -206,8 +207,19 @@ impl Connection {
     /// writer, it is added to `writes` instead of waking its task: the fan-out's connections are
     /// then written together (see [`Writes`]).
     pub(crate) fn deliver_fanout(self: &Arc<Self>, frame: &Bytes, writes: &mut Writes) -> bool {
-        let frame = OutFrame { bytes: frame.clone(), data: true };
+        let frame = OutFrame::message(frame.clone());
         match self.outbox.push_deferred(frame, self.endpoint.config.max_buffered_bytes) {
+            Push::Write => {
+                writes.0.push(self.clone());
+                true
+            }
+            push => self.settle(push, true),
+        }
+    }
+
+    /// Queues a message of a fan-out held in its room's arena (see [`Connection::deliver_fanout`]).
+    pub(crate) fn deliver_span(self: &Arc<Self>, span: &Span, writes: &mut Writes) -> bool {
+        match self.outbox.push_span(span, self.endpoint.config.max_buffered_bytes) {
             Push::Write => {
                 writes.0.push(self.clone());
                 true
@@ -282,7 +294,7 @@ impl Connection {
         if !self.alive.swap(false, Relaxed) {
             return false;
         }
-        self.offer(OutFrame { bytes: PING.clone(), data: false });
+        self.offer(OutFrame::control(PING.clone()));
         true
     }
 }
@@ -326,7 +338,22 @@ pub(crate) mod tests {
 
     /// Every frame queued for `conn` so far (the queue is emptied).
     pub(crate) fn queued(conn: &Connection) -> Vec<Bytes> {
-        conn.outbox.drain().into_iter().map(|f| f.bytes).collect()
+        let mut frames = Vec::new();
+        for entry in conn.outbox.drain() {
+            // Consecutive frames of a room's arena share an entry: split them again (unmasked
+            // server frames).
+            let mut rest = entry.as_slice();
+            while !rest.is_empty() {
+                let (header, len) = match rest[1] & 0x7f {
+                    126 => (4, u16::from_be_bytes([rest[2], rest[3]]) as usize),
+                    127 => (10, u64::from_be_bytes(rest[2..10].try_into().unwrap()) as usize),
+                    len => (2, len as usize),
+                };
+                frames.push(Bytes::copy_from_slice(&rest[..header + len]));
+                rest = &rest[header + len..];
+            }
+        }
+        frames
     }
 
     /// A connection with no socket whose queue holds 10 bytes, under `policy`.

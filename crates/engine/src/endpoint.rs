@@ -262,7 +262,7 @@ impl EndpointShared {
         let protocol = if protocol.as_deref() == Some(envelope::PROTOCOL) { Protocol::V1 } else { Protocol::Raw };
         let conn = Arc::new(Connection::new(self.engine.next_conn_id(), self.clone(), identity, protocol));
         // The 101 goes first in the queue, so anything sent from now on follows it.
-        conn.outbox().push_unbounded(OutFrame { bytes: response.into(), data: false });
+        conn.outbox().push_unbounded(OutFrame::control(response.into()));
         self.admissions.lock().connections.insert(conn.id(), conn.clone());
         add(&self.stats.connections, 1);
         add(&self.stats.connections_opened, 1);

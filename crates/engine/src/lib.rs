@@ -11,6 +11,7 @@
 //! [`publication`] is one message on its way, encoded once per protocol.
 #![deny(missing_docs)]
 
+pub mod arena;
 pub mod broker;
 pub mod close_code;
 pub mod config;

@@ -14,16 +14,69 @@ use std::os::fd::{BorrowedFd, RawFd};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+
+use crate::arena::Span;
 use socket2::SockRef;
 use tokio::sync::Notify;
 
-/// A frame waiting to be written.
+/// Bytes waiting to be written: one encoded frame, or several consecutive ones from a room's
+/// arena.
 #[derive(Debug, Clone)]
 pub struct OutFrame {
-    /// The encoded frame (shared with the other recipients of a broadcast).
-    pub bytes: Bytes,
-    /// Whether this is a data message (counted in `messagesOut`) rather than control bytes.
-    pub data: bool,
+    payload: Payload,
+    /// Data messages in it (counted in `messagesOut` once written); 0 for control bytes.
+    messages: u32,
+}
+
+#[derive(Debug, Clone)]
+enum Payload {
+    /// A frame shared with the other recipients of a broadcast.
+    Shared(Bytes),
+    /// Frames in a room's arena.
+    Span(Span),
+}
+
+impl OutFrame {
+    /// A data message.
+    pub fn message(bytes: Bytes) -> OutFrame {
+        OutFrame { payload: Payload::Shared(bytes), messages: 1 }
+    }
+
+    /// Control bytes (the handshake response, a ping, a pong, a close frame).
+    pub fn control(bytes: Bytes) -> OutFrame {
+        OutFrame { payload: Payload::Shared(bytes), messages: 0 }
+    }
+
+    /// A data message in a room's arena.
+    pub fn span(span: Span) -> OutFrame {
+        OutFrame { payload: Payload::Span(span), messages: 1 }
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.payload {
+            Payload::Shared(bytes) => bytes,
+            Payload::Span(span) => span.as_slice(),
+        }
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        match &self.payload {
+            Payload::Shared(bytes) => bytes.len(),
+            Payload::Span(span) => span.len(),
+        }
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many data messages it holds.
+    pub fn messages(&self) -> u64 {
+        self.messages.into()
+    }
 }
 
 /// A request from outside the connection's task.
@@ -114,7 +167,7 @@ impl Outbox {
     /// pending, so one big message can pass.
     pub fn push(&self, frame: OutFrame, limit: usize) -> Push {
         let mut queue = self.queue.lock();
-        let push = Self::admit(&queue, &frame, limit);
+        let push = Self::admit(&queue, frame.len(), limit);
         if push == Push::Queued {
             self.enqueue(&mut queue, frame, true);
         }
@@ -126,24 +179,51 @@ impl Outbox {
     /// fan-out hands all such connections to the runtime at once, see `Engine::write_soon`).
     pub fn push_deferred(&self, frame: OutFrame, limit: usize) -> Push {
         let mut queue = self.queue.lock();
-        let push = Self::admit(&queue, &frame, limit);
+        let push = Self::admit(&queue, frame.len(), limit);
         if push != Push::Queued {
             return push;
         }
+        self.defer(&mut queue, frame)
+    }
+
+    /// Queues a message of a room's arena like [`Outbox::push_deferred`]; when the bytes queued
+    /// last end where it starts, they are extended instead (no new frame in the queue).
+    pub fn push_span(&self, span: &Span, limit: usize) -> Push {
+        let mut queue = self.queue.lock();
+        let push = Self::admit(&queue, span.len(), limit);
+        if push != Push::Queued {
+            return push;
+        }
+        let extended = match queue.frames.back_mut() {
+            Some(OutFrame { payload: Payload::Span(last), messages }) if *messages > 0 => {
+                let extended = last.extend(span);
+                *messages += extended as u32;
+                extended
+            }
+            _ => false,
+        };
+        if extended {
+            queue.unwritten += span.len();
+            return Push::Queued;
+        }
+        self.defer(&mut queue, OutFrame::span(span.clone()))
+    }
+
+    fn defer(&self, queue: &mut Queue, frame: OutFrame) -> Push {
         if queue.frames.is_empty() && queue.socket.is_some() && !queue.blocked && !queue.failed {
-            queue.unwritten += frame.bytes.len();
+            queue.unwritten += frame.len();
             queue.frames.push_back(frame);
             queue.handed = true;
             return Push::Write;
         }
-        self.enqueue(&mut queue, frame, false);
+        self.enqueue(queue, frame, false);
         Push::Queued
     }
 
-    fn admit(queue: &Queue, frame: &OutFrame, limit: usize) -> Push {
+    fn admit(queue: &Queue, len: usize, limit: usize) -> Push {
         if queue.closing {
             Push::Closed
-        } else if queue.unwritten > 0 && queue.unwritten + frame.bytes.len() > limit {
+        } else if queue.unwritten > 0 && queue.unwritten + len > limit {
             Push::Full
         } else {
             Push::Queued
@@ -160,7 +240,7 @@ impl Outbox {
     /// queue, so only the first frame needs a wake-up) or, when `urgent`, if the queue is waiting
     /// for the engine's writer.
     fn enqueue(&self, queue: &mut Queue, frame: OutFrame, urgent: bool) {
-        queue.unwritten += frame.bytes.len();
+        queue.unwritten += frame.len();
         let was_empty = queue.frames.is_empty();
         queue.frames.push_back(frame);
         if was_empty || (urgent && queue.handed) {
@@ -180,7 +260,7 @@ impl Outbox {
         let mut queue = self.queue.lock();
         queue.closing = true;
         queue.socket = None;
-        let discarded = queue.frames.iter().filter(|f| f.data).count();
+        let discarded = queue.frames.iter().map(OutFrame::messages).sum::<u64>() as usize;
         queue.frames = VecDeque::new();
         (queue.front_written, queue.unwritten) = (0, 0);
         discarded
@@ -207,11 +287,11 @@ impl Outbox {
         let keep_front = queue.front_written > 0;
         let mut at = 0;
         queue.frames.retain(|f| {
-            let keep = !f.data || (at == 0 && keep_front);
+            let keep = f.messages == 0 || (at == 0 && keep_front);
             at += 1;
             if !keep {
-                discarded += 1;
-                bytes += f.bytes.len();
+                discarded += f.messages as usize;
+                bytes += f.len();
             }
             keep
         });
@@ -311,13 +391,13 @@ impl Outbox {
         let mut left = written;
         let mut messages = 0;
         while let Some(front) = queue.frames.front() {
-            let rest = front.bytes.len() - queue.front_written;
+            let rest = front.len() - queue.front_written;
             if left < rest {
                 queue.front_written += left;
                 break;
             }
             left -= rest;
-            messages += front.data as u64;
+            messages += front.messages();
             queue.front_written = 0;
             queue.frames.pop_front();
         }
@@ -359,7 +439,7 @@ const STACK_IOVECS: usize = 16;
 /// One vectored write of the front of `frames`.
 fn write_once(socket: &SockRef<'_>, frames: &VecDeque<OutFrame>, front_written: usize) -> std::io::Result<usize> {
     fn slice(at: usize, frame: &OutFrame, front_written: usize) -> IoSlice<'_> {
-        IoSlice::new(&frame.bytes[if at == 0 { front_written } else { 0 }..])
+        IoSlice::new(&frame.as_slice()[if at == 0 { front_written } else { 0 }..])
     }
     if frames.len() <= STACK_IOVECS {
         // The common case (a few frames per write): no allocation, a small array to fill.
@@ -382,7 +462,7 @@ mod tests {
     use std::os::unix::net::UnixStream;
 
     fn frame(len: usize) -> OutFrame {
-        OutFrame { bytes: Bytes::from(vec![0; len]), data: true }
+        OutFrame::message(Bytes::from(vec![0; len]))
     }
 
     fn close(code: u16) -> Command {
@@ -414,7 +494,7 @@ mod tests {
     fn a_command_discards_queued_messages_keeps_control_bytes_and_refuses_more() {
         let outbox = Outbox::default();
         outbox.push(frame(10), 100);
-        outbox.push(OutFrame { bytes: Bytes::from_static(b"pong"), data: false }, 100);
+        outbox.push(OutFrame::control(Bytes::from_static(b"pong")), 100);
         assert_eq!(outbox.command(close(1008), true), Some(1));
         assert_eq!(outbox.unwritten(), 4);
         assert_eq!(outbox.push(frame(1), 100), Push::Closed);
@@ -422,7 +502,7 @@ mod tests {
         assert!(matches!(outbox.take_command(), Some(Command::Close { code: 1008, .. })));
         let taken = outbox.drain();
         assert_eq!(taken.len(), 1);
-        assert_eq!(&taken[0].bytes[..], b"pong");
+        assert_eq!(taken[0].as_slice(), b"pong");
         assert_eq!(outbox.command(Command::Terminate, true), None, "already closing");
         assert_eq!(outbox.take_command(), Some(Command::Terminate), "but terminate always wins");
     }
@@ -451,6 +531,33 @@ mod tests {
     }
 
     #[test]
+    fn adjacent_arena_frames_share_one_entry_and_are_counted_as_the_messages_they_hold() {
+        let (outbox, _ours, mut theirs) = attached();
+        let mut arena = crate::arena::Arena::default();
+        let (one, two) = (arena.append(b"one").unwrap(), arena.append(b"two").unwrap());
+        let mut other = crate::arena::Arena::default();
+        let three = other.append(b"three").unwrap();
+        assert_eq!(outbox.push_span(&one, 100), Push::Write);
+        assert_eq!(outbox.push_span(&two, 100), Push::Queued);
+        assert_eq!(outbox.push_span(&three, 100), Push::Queued);
+        assert_eq!(outbox.unwritten(), 11);
+        let written = outbox.write();
+        assert_eq!((written.state, written.bytes, written.messages), (WriteState::Drained, 11, 3));
+        let mut received = [0u8; 11];
+        theirs.read_exact(&mut received).unwrap();
+        assert_eq!(&received, b"onetwothree");
+        // Discarded messages are counted as messages, not as entries.
+        let (four, five) = (arena.append(b"4").unwrap(), arena.append(b"5").unwrap());
+        let plain = Outbox::default();
+        plain.push_span(&four, 100);
+        plain.push_span(&five, 100);
+        assert_eq!(plain.drain().len(), 1, "one entry");
+        plain.push_span(&four, 100);
+        plain.push_span(&five, 100);
+        assert_eq!(plain.release(), 2);
+    }
+
+    #[test]
     fn a_reply_behind_frames_waiting_for_the_writer_wakes_the_task_but_more_fan_out_does_not() {
         let (outbox, _ours, _theirs) = attached();
         assert_eq!(outbox.push_deferred(frame(1), 100), Push::Write);
@@ -473,7 +580,7 @@ mod tests {
         for n in 0..100_000u32 {
             let bytes = Bytes::from(vec![(n % 251) as u8; 1000]);
             sent.extend_from_slice(&bytes);
-            outbox.push_deferred(OutFrame { bytes, data: true }, limit);
+            outbox.push_deferred(OutFrame::message(bytes), limit);
             if outbox.write().state == WriteState::Blocked {
                 break;
             }

@@ -19,6 +19,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
+use crate::arena::{Arena, Span};
 use crate::config::RoomsConfig;
 use crate::connection::{ConnId, Connection, Writes};
 use crate::envelope::{self, ErrorCode, Ref, RoomState};
@@ -85,6 +86,9 @@ struct Room {
     v1_members: usize,
     presence: Option<Presence>,
     history: Option<Mutex<History>>,
+    /// Where the fan-out copies its small frames, raw and `roomcast.v1` apart, so that each
+    /// member's frames from this room sit next to each other (see [`crate::arena`]).
+    arenas: Mutex<[Arena; 2]>,
 }
 
 impl Room {
@@ -95,6 +99,7 @@ impl Room {
             v1_members: 0,
             presence: config.has_presence(name).then(Presence::default),
             history: config.history_for(name).map(|limits| Mutex::new(History::new(limits, budget.clone()))),
+            arenas: Mutex::default(),
         }
     }
 
@@ -185,15 +190,26 @@ impl Room {
             }
             None => (None, (self.v1_members > 0).then(|| envelope::message_frame(Some(name), 0, publication))),
         };
+        // Copied once into the room's arenas (when small), for the members to share.
+        let (raw_span, v1_span) = {
+            let [raw_arena, v1_arena] = &mut *self.arenas.lock();
+            let raw = (self.members.len() > self.v1_members).then(|| raw_arena.append(publication.raw_frame()));
+            let v1 = v1_frame.as_ref().filter(|_| self.v1_members > 0).map(|frame| v1_arena.append(frame));
+            (raw.flatten(), v1.flatten())
+        };
+        let deliver = |member: &Arc<Connection>, span: &Option<Span>, frame: &Bytes, writes: &mut Writes| match span {
+            Some(span) => member.deliver_span(span, writes),
+            None => member.deliver_fanout(frame, writes),
+        };
         let mut delivered = 0;
         for member in &self.members {
             if except.contains(&member.id()) {
                 continue;
             }
             let taken = match &v1_frame {
-                Some(frame) if member.is_v1() => member.deliver_fanout(frame, writes),
+                Some(frame) if member.is_v1() => deliver(member, &v1_span, frame, writes),
                 _ if seen.as_mut().is_some_and(|seen| !seen.insert(member.id())) => false,
-                _ => member.deliver_fanout(publication.raw_frame(), writes),
+                _ => deliver(member, &raw_span, publication.raw_frame(), writes),
             };
             delivered += taken as usize;
         }

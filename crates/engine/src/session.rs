@@ -236,7 +236,7 @@ impl State {
                 true
             }
             Event::Ping(payload) => {
-                conn.offer(OutFrame { bytes: frame::encode(OpCode::Pong, &payload), data: false });
+                conn.offer(OutFrame::control(frame::encode(OpCode::Pong, &payload)));
                 true
             }
             Event::Pong(_) => true,
@@ -273,7 +273,7 @@ impl State {
             return;
         }
         self.conn.outbox().stop_keeping();
-        self.conn.outbox().push_unbounded(OutFrame { bytes: frame::encode_close(code, reason), data: false });
+        self.conn.outbox().push_unbounded(OutFrame::control(frame::encode_close(code, reason)));
         (self.close_code, self.close_reason) = (code, reason.to_owned());
         self.close_sent = true;
         self.deadline = Some(Instant::now() + timeout);
