@@ -5,12 +5,14 @@
 //! contiguous slice (one copy for the kernel instead of one per frame).
 //!
 //! Chunks are written once, front to back, by the arena's owner (under the room's lock), and
-//! only the written part is ever read, through [`Span`]s that keep their chunk alive. A room
-//! that publishes little keeps a small chunk; one that fills its chunks quickly gets bigger
-//! ones, up to [`MAX_CHUNK`].
+//! only the written part is ever read, through [`Span`]s that keep their chunk alive. The arena
+//! itself does not: once every member's queue has written its frames, the chunk is freed, so a
+//! quiet room holds no memory for this, and memory held by chunks is memory that queues hold
+//! (what `maxBufferedBytes` bounds), give or take one chunk per room. A room that fills its
+//! chunks quickly gets bigger ones, up to [`MAX_CHUNK`].
 
 use std::ptr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// Frames larger than this are not copied into an arena (they are shared as they are).
@@ -93,8 +95,11 @@ impl Span {
 /// Where a room copies its small frames.
 #[derive(Default)]
 pub struct Arena {
-    chunk: Option<Arc<Chunk>>,
+    /// The chunk being filled, while some span keeps it alive.
+    chunk: Weak<Chunk>,
     used: usize,
+    /// The current chunk's capacity.
+    capacity: usize,
     /// When the current chunk was started.
     started: Option<Instant>,
 }
@@ -106,29 +111,26 @@ impl Arena {
         if frame.len() > MAX_FRAME {
             return None;
         }
-        if self.chunk.as_ref().is_none_or(|c| c.capacity - self.used < frame.len()) {
-            self.refill(frame.len());
-        }
-        let chunk = self.chunk.as_ref()?;
+        let chunk = match self.chunk.upgrade() {
+            Some(chunk) if chunk.capacity - self.used >= frame.len() => chunk,
+            alive => self.refill(frame.len(), alive.is_some()),
+        };
         // SAFETY: `used..used + len` lies inside the chunk (checked above) and no span covers it:
         // spans are made only of bytes before `used`.
         unsafe { ptr::copy_nonoverlapping(frame.as_ptr(), chunk.ptr.add(self.used), frame.len()) };
-        let span = Span { chunk: chunk.clone(), start: self.used, end: self.used + frame.len() };
+        let span = Span { chunk, start: self.used, end: self.used + frame.len() };
         self.used += frame.len();
         Some(span)
     }
 
-    fn refill(&mut self, at_least: usize) {
+    /// Starts a new chunk: twice as big as a `full` one started recently, else the smallest.
+    fn refill(&mut self, at_least: usize, full: bool) -> Arc<Chunk> {
         let now = Instant::now();
-        let capacity = match (&self.chunk, self.started) {
-            (Some(chunk), Some(started)) if now.duration_since(started) < GROW_WITHIN => {
-                (chunk.capacity * 2).min(MAX_CHUNK)
-            }
-            _ => MIN_CHUNK,
-        };
-        self.chunk = Some(Arc::new(Chunk::new(capacity.max(at_least))));
-        self.used = 0;
-        self.started = Some(now);
+        let busy = full && self.started.is_some_and(|started| now.duration_since(started) < GROW_WITHIN);
+        let capacity = if busy { (self.capacity * 2).min(MAX_CHUNK) } else { MIN_CHUNK };
+        let chunk = Arc::new(Chunk::new(capacity.max(at_least)));
+        (self.chunk, self.used, self.capacity, self.started) = (Arc::downgrade(&chunk), 0, chunk.capacity, Some(now));
+        chunk
     }
 }
 
@@ -141,6 +143,7 @@ mod tests {
         let mut arena = Arena::default();
         let mut span = arena.append(b"hello").unwrap();
         let next = arena.append(b" world").unwrap();
+        let mut kept = vec![span.clone(), next.clone()];
         assert!(span.extend(&next));
         assert_eq!(span.as_slice(), b"hello world");
         assert!(!span.extend(&next), "only what starts where it ends");
@@ -152,6 +155,7 @@ mod tests {
             if !Arc::ptr_eq(&frame.chunk, &last.chunk) {
                 fresh_chunk = Some((last.clone(), frame.clone()));
             }
+            kept.push(frame.clone());
             last = frame;
         }
         let (mut before, after) = fresh_chunk.expect("a second chunk was started");
@@ -164,10 +168,11 @@ mod tests {
         let mut arena = Arena::default();
         assert!(arena.append(&vec![0u8; MAX_FRAME + 1]).is_none());
         let frame = vec![1u8; MAX_FRAME];
-        for _ in 0..200 {
-            arena.append(&frame).unwrap();
-        }
-        let capacity = arena.chunk.as_ref().unwrap().capacity;
-        assert!(capacity > MIN_CHUNK && capacity <= MAX_CHUNK, "grew to {capacity}");
+        let kept: Vec<Span> = (0..200).map(|_| arena.append(&frame).unwrap()).collect();
+        assert!(arena.capacity > MIN_CHUNK && arena.capacity <= MAX_CHUNK, "grew to {}", arena.capacity);
+        drop(kept);
+        assert!(arena.chunk.upgrade().is_none(), "written everywhere: the chunk is freed");
+        arena.append(&frame).unwrap();
+        assert_eq!(arena.capacity, MIN_CHUNK, "and the next one starts small");
     }
 }

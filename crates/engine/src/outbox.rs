@@ -77,7 +77,16 @@ impl OutFrame {
     pub fn messages(&self) -> u64 {
         self.messages.into()
     }
+
+    fn is_span(&self) -> bool {
+        matches!(self.payload, Payload::Span(_))
+    }
 }
+
+/// Most entries of a queue that hold arena spans. Each keeps a chunk (≤ 64 KiB) alive, so a
+/// client that has stopped reading, and whose frames are spread over many chunks, could pin far
+/// more memory than its bound; past this many, further frames are copied out of the arena.
+const MAX_SPANS: usize = 16;
 
 /// A request from outside the connection's task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +136,8 @@ struct Queue {
     /// yet: a frame that must not wait for the writer's next pass (a reply, a pong) wakes the
     /// task, which writes everything.
     handed: bool,
+    /// Entries of `frames` that hold a span of an arena (each keeps a chunk alive).
+    spans: usize,
 }
 
 /// What a write left behind.
@@ -206,7 +217,13 @@ impl Outbox {
             queue.unwritten += span.len();
             return Push::Queued;
         }
-        self.defer(&mut queue, OutFrame::span(span.clone()))
+        let frame = if queue.spans < MAX_SPANS {
+            queue.spans += 1;
+            OutFrame::span(span.clone())
+        } else {
+            OutFrame::message(Bytes::copy_from_slice(span.as_slice()))
+        };
+        self.defer(&mut queue, frame)
     }
 
     fn defer(&self, queue: &mut Queue, frame: OutFrame) -> Push {
@@ -262,6 +279,7 @@ impl Outbox {
         queue.socket = None;
         let discarded = queue.frames.iter().map(OutFrame::messages).sum::<u64>() as usize;
         queue.frames = VecDeque::new();
+        queue.spans = 0;
         (queue.front_written, queue.unwritten) = (0, 0);
         discarded
     }
@@ -286,15 +304,18 @@ impl Outbox {
         let (mut discarded, mut bytes) = (0, 0);
         let keep_front = queue.front_written > 0;
         let mut at = 0;
+        let mut spans = 0;
         queue.frames.retain(|f| {
             let keep = f.messages == 0 || (at == 0 && keep_front);
             at += 1;
             if !keep {
                 discarded += f.messages as usize;
                 bytes += f.len();
+                spans += f.is_span() as usize;
             }
             keep
         });
+        queue.spans -= spans;
         queue.unwritten -= bytes;
         Some(discarded)
     }
@@ -399,6 +420,7 @@ impl Outbox {
             left -= rest;
             messages += front.messages();
             queue.front_written = 0;
+            queue.spans -= front.is_span() as usize;
             queue.frames.pop_front();
         }
         messages
@@ -424,7 +446,7 @@ impl Outbox {
     #[cfg(test)]
     pub(crate) fn drain(&self) -> Vec<OutFrame> {
         let mut queue = self.queue.lock();
-        (queue.front_written, queue.unwritten) = (0, 0);
+        (queue.front_written, queue.unwritten, queue.spans) = (0, 0, 0);
         queue.frames.drain(..).collect()
     }
 }
@@ -555,6 +577,25 @@ mod tests {
         plain.push_span(&four, 100);
         plain.push_span(&five, 100);
         assert_eq!(plain.release(), 2);
+    }
+
+    #[test]
+    fn a_queue_holds_few_arena_spans_and_copies_the_rest() {
+        let outbox = Outbox::default();
+        let mut arenas: Vec<_> = (0..MAX_SPANS + 4).map(|_| crate::arena::Arena::default()).collect();
+        // One frame from each of many rooms: none adjacent, each would keep its own chunk alive.
+        for (n, arena) in arenas.iter_mut().enumerate() {
+            let span = arena.append(format!("{n:02}").as_bytes()).unwrap();
+            outbox.push_span(&span, usize::MAX);
+        }
+        let frames = outbox.drain();
+        assert_eq!(frames.iter().filter(|f| f.is_span()).count(), MAX_SPANS);
+        let bytes: Vec<u8> = frames.iter().flat_map(|f| f.as_slice().to_vec()).collect();
+        let expected: String = (0..MAX_SPANS + 4).map(|n| format!("{n:02}")).collect();
+        assert_eq!(bytes, expected.as_bytes(), "the copies in their place");
+        let span = arenas[0].append(b"again").unwrap();
+        outbox.push_span(&span, usize::MAX);
+        assert!(outbox.drain()[0].is_span(), "room again once the queue is written");
     }
 
     #[test]
