@@ -20,7 +20,7 @@ pub const MAX_FRAME: usize = 1024;
 /// The first chunk of a room, and of a room that publishes little.
 const MIN_CHUNK: usize = 2 * 1024;
 /// The largest chunk.
-const MAX_CHUNK: usize = 64 * 1024;
+pub const MAX_CHUNK: usize = 64 * 1024;
 /// A chunk filled faster than this is followed by one twice as big.
 const GROW_WITHIN: Duration = Duration::from_millis(100);
 
@@ -80,6 +80,14 @@ impl Span {
     /// Whether it is empty.
     pub fn is_empty(&self) -> bool {
         self.start == self.end
+    }
+
+    /// Splits it in two at `at`: this span keeps the bytes before, the one returned those after.
+    pub fn split_off(&mut self, at: usize) -> Span {
+        assert!(at <= self.len(), "split past the end of a span");
+        let tail = Span { chunk: self.chunk.clone(), start: self.start + at, end: self.end };
+        self.end = self.start + at;
+        tail
     }
 
     /// Extends this span by `next` when `next` starts right where it ends, in the same chunk.
@@ -147,6 +155,9 @@ mod tests {
         assert!(span.extend(&next));
         assert_eq!(span.as_slice(), b"hello world");
         assert!(!span.extend(&next), "only what starts where it ends");
+        let mut split = span.clone();
+        let tail = split.split_off(5);
+        assert_eq!((split.as_slice(), tail.as_slice()), (&b"hello"[..], &b" world"[..]));
         // Fill the chunk: the next frame starts a new one, which no earlier span extends into.
         let mut last = next;
         let mut fresh_chunk = None;

@@ -344,13 +344,9 @@ pub(crate) mod tests {
             // server frames).
             let mut rest = entry.as_slice();
             while !rest.is_empty() {
-                let (header, len) = match rest[1] & 0x7f {
-                    126 => (4, u16::from_be_bytes([rest[2], rest[3]]) as usize),
-                    127 => (10, u64::from_be_bytes(rest[2..10].try_into().unwrap()) as usize),
-                    len => (2, len as usize),
-                };
-                frames.push(Bytes::copy_from_slice(&rest[..header + len]));
-                rest = &rest[header + len..];
+                let len = crate::frame::encoded_len(rest);
+                frames.push(Bytes::copy_from_slice(&rest[..len]));
+                rest = &rest[len..];
             }
         }
         frames

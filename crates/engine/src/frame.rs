@@ -79,6 +79,22 @@ pub fn write_header(dst: &mut [u8; HEADROOM], opcode: OpCode, len: usize) -> usi
     }
 }
 
+/// The header length and the payload length of the unmasked frame `frame` starts with (one this
+/// encoder wrote: complete, with at least its header).
+pub fn header_and_payload_len(frame: &[u8]) -> (usize, usize) {
+    match frame[1] & 0x7f {
+        126 => (4, u16::from_be_bytes([frame[2], frame[3]]).into()),
+        127 => (10, u64::from_be_bytes(frame[2..10].try_into().expect("8 bytes")) as usize),
+        len => (2, len.into()),
+    }
+}
+
+/// The length, header included, of the unmasked frame `frame` starts with.
+pub fn encoded_len(frame: &[u8]) -> usize {
+    let (header, payload) = header_and_payload_len(frame);
+    header + payload
+}
+
 /// Encodes a final server frame whose payload is written by `fill` into a slice of exactly `len`
 /// bytes. Used to copy a JavaScript string or buffer straight into the frame (one copy).
 pub fn encode_with(opcode: OpCode, len: usize, fill: impl FnOnce(&mut [u8])) -> Bytes {

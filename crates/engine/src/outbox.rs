@@ -15,7 +15,8 @@ use std::os::fd::{BorrowedFd, RawFd};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::arena::Span;
+use crate::arena::{Span, MAX_CHUNK};
+use crate::frame;
 use socket2::SockRef;
 use tokio::sync::Notify;
 
@@ -85,7 +86,8 @@ impl OutFrame {
 
 /// Most entries of a queue that hold arena spans. Each keeps a chunk (≤ 64 KiB) alive, so a
 /// client that has stopped reading, and whose frames are spread over many chunks, could pin far
-/// more memory than its bound; past this many, further frames are copied out of the arena.
+/// more memory than its bound; past this many (fewer for a small bound: one per 64 KiB of it),
+/// further frames are copied out of the arena.
 const MAX_SPANS: usize = 16;
 
 /// A request from outside the connection's task.
@@ -205,8 +207,10 @@ impl Outbox {
         if push != Push::Queued {
             return push;
         }
+        // Never the front while it is partly written: a slow consumer's discard keeps that entry.
+        let partly_written = queue.front_written > 0 && queue.frames.len() == 1;
         let extended = match queue.frames.back_mut() {
-            Some(OutFrame { payload: Payload::Span(last), messages }) if *messages > 0 => {
+            Some(OutFrame { payload: Payload::Span(last), messages }) if *messages > 0 && !partly_written => {
                 let extended = last.extend(span);
                 *messages += extended as u32;
                 extended
@@ -217,7 +221,7 @@ impl Outbox {
             queue.unwritten += span.len();
             return Push::Queued;
         }
-        let frame = if queue.spans < MAX_SPANS {
+        let frame = if queue.spans < (limit / MAX_CHUNK).clamp(1, MAX_SPANS) {
             queue.spans += 1;
             OutFrame::span(span.clone())
         } else {
@@ -415,6 +419,9 @@ impl Outbox {
             let rest = front.len() - queue.front_written;
             if left < rest {
                 queue.front_written += left;
+                if front.messages > 1 {
+                    messages += Self::split_front(queue);
+                }
                 break;
             }
             left -= rest;
@@ -424,6 +431,35 @@ impl Outbox {
             queue.frames.pop_front();
         }
         messages
+    }
+
+    /// After a write that ended inside an entry of several frames (a room's arena): drops the
+    /// frames written completely (returns how many) and leaves the frame being written alone at
+    /// the front, the rest behind it. So a slow consumer's discard keeps only that one frame, and
+    /// a failed socket counts as dropped only what was not written.
+    fn split_front(queue: &mut Queue) -> u64 {
+        let Some(OutFrame { payload: Payload::Span(span), messages }) = queue.frames.front_mut() else {
+            return 0;
+        };
+        // Arena entries hold whole, unmasked server frames, back to back.
+        let (bytes, written) = (span.as_slice(), queue.front_written);
+        let (mut start, mut complete) = (0, 0);
+        let mut end = frame::encoded_len(bytes);
+        while end <= written {
+            (start, complete) = (end, complete + 1);
+            end += frame::encoded_len(&bytes[end..]);
+        }
+        let mut current = span.split_off(start);
+        let rest = (end < current.len() + start).then(|| current.split_off(end - start));
+        *span = current;
+        let left = *messages - complete - 1;
+        *messages = 1;
+        queue.front_written = written - start;
+        if let Some(rest) = rest {
+            queue.spans += 1;
+            queue.frames.insert(1, OutFrame { payload: Payload::Span(rest), messages: left });
+        }
+        complete.into()
     }
 
     /// Bytes queued and not yet written.
@@ -577,6 +613,34 @@ mod tests {
         plain.push_span(&four, 100);
         plain.push_span(&five, 100);
         assert_eq!(plain.release(), 2);
+    }
+
+    #[test]
+    fn a_write_that_ends_inside_an_entry_of_several_frames_splits_it_at_the_frame_being_written() {
+        let mut arena = crate::arena::Arena::default();
+        let frames: Vec<Bytes> = (0..4).map(|n| crate::frame::encode(crate::frame::OpCode::Text, &[n; 8])).collect();
+        let spans: Vec<Span> = frames.iter().map(|f| arena.append(f).unwrap()).collect();
+        let outbox = Outbox::default();
+        for span in &spans[..3] {
+            outbox.push_span(span, usize::MAX);
+        }
+        {
+            let mut queue = outbox.queue.lock();
+            assert_eq!((queue.frames.len(), queue.frames[0].messages), (1, 3));
+            // 15 of 30 bytes written: the first frame whole, half of the second.
+            assert_eq!(Outbox::advance(&mut queue, 15), 1);
+            assert_eq!(queue.frames.len(), 2);
+            assert_eq!((queue.frames[0].as_slice(), queue.frames[0].messages), (&frames[1][..], 1));
+            assert_eq!((queue.frames[1].as_slice(), queue.frames[1].messages), (&frames[2][..], 1));
+            assert_eq!((queue.front_written, queue.unwritten, queue.spans), (5, 15, 2));
+        }
+        outbox.push_span(&spans[3], usize::MAX);
+        assert_eq!(outbox.queue.lock().frames[1].messages, 2, "later frames extend the entry behind the front");
+        // A slow consumer's discard keeps only the frame being written.
+        assert_eq!(outbox.command(close(1008), true), Some(2));
+        let kept = outbox.drain();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].as_slice(), &frames[1][..]);
     }
 
     #[test]

@@ -18,11 +18,7 @@ impl Publication {
     /// A publication from an encoded, unmasked, final server frame (text or binary).
     pub fn from_frame(frame: Bytes) -> Publication {
         let text = frame[0] & 0x0f == OpCode::Text as u8;
-        let header_len = match frame[1] & 0x7f {
-            126 => 4,
-            127 => 10,
-            _ => 2,
-        };
+        let (header_len, _) = frame::header_and_payload_len(&frame);
         Publication { frame, header_len, text }
     }
 
