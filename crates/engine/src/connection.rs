@@ -208,24 +208,21 @@ impl Connection {
     /// then written together (see [`Writes`]).
     pub(crate) fn deliver_fanout(self: &Arc<Self>, frame: &Bytes, writes: &mut Writes) -> bool {
         let frame = OutFrame::message(frame.clone());
-        match self.outbox.push_deferred(frame, self.endpoint.config.max_buffered_bytes) {
-            Push::Write => {
-                writes.0.push(self.clone());
-                true
-            }
-            push => self.settle(push, true),
-        }
+        let push = self.outbox.push_deferred(frame, self.endpoint.config.max_buffered_bytes);
+        self.settle_fanout(push, writes)
     }
 
     /// Queues a message of a fan-out held in its room's arena (see [`Connection::deliver_fanout`]).
     pub(crate) fn deliver_span(self: &Arc<Self>, span: &Span, writes: &mut Writes) -> bool {
-        match self.outbox.push_span(span, self.endpoint.config.max_buffered_bytes) {
-            Push::Write => {
-                writes.0.push(self.clone());
-                true
-            }
-            push => self.settle(push, true),
+        let push = self.outbox.push_span(span, self.endpoint.config.max_buffered_bytes);
+        self.settle_fanout(push, writes)
+    }
+
+    fn settle_fanout(self: &Arc<Self>, push: Push, writes: &mut Writes) -> bool {
+        if push == Push::Write {
+            writes.0.push(self.clone());
         }
+        self.settle(push, true)
     }
 
     /// What became of an offered frame; a refusal applies the slow-consumer policy (counted).

@@ -419,7 +419,8 @@ impl Outbox {
             let rest = front.len() - queue.front_written;
             if left < rest {
                 queue.front_written += left;
-                if front.messages > 1 {
+                // (Nothing of it written yet: an untouched entry stays whole.)
+                if left > 0 && front.messages > 1 {
                     messages += Self::split_front(queue);
                 }
                 break;
@@ -641,6 +642,15 @@ mod tests {
         let kept = outbox.drain();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].as_slice(), &frames[1][..]);
+        // A write that ends where an entry ends leaves the next one whole.
+        let outbox = Outbox::default();
+        outbox.push(frame(3), usize::MAX);
+        let more: Vec<Span> = frames.iter().map(|f| arena.append(f).unwrap()).collect();
+        outbox.push_span(&more[0], usize::MAX);
+        outbox.push_span(&more[1], usize::MAX);
+        let mut queue = outbox.queue.lock();
+        assert_eq!(Outbox::advance(&mut queue, 3), 1);
+        assert_eq!((queue.frames.len(), queue.frames[0].messages, queue.front_written), (1, 2, 0));
     }
 
     #[test]
