@@ -73,13 +73,8 @@ impl Span {
     }
 
     /// Its length in bytes.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.end - self.start
-    }
-
-    /// Whether it is empty.
-    pub fn is_empty(&self) -> bool {
-        self.start == self.end
     }
 
     /// Splits it in two at `at`: this span keeps the bytes before, the one returned those after.

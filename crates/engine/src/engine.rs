@@ -41,7 +41,6 @@ pub struct Engine {
     runtime: OnceLock<Runtime>,
     sweeper: OnceLock<()>,
     writes: Arc<PendingWrites>,
-    writer: OnceLock<()>,
 }
 
 /// The connections fan-outs queued frames for, waiting for the writer.
@@ -99,7 +98,6 @@ impl Engine {
             runtime: OnceLock::new(),
             sweeper: OnceLock::new(),
             writes: Arc::default(),
-            writer: OnceLock::new(),
         }
     }
 
@@ -155,17 +153,19 @@ impl Engine {
         }
     }
 
-    /// The runtime, started with `threads` workers by the first caller; later values are
-    /// ignored (one runtime per process).
+    /// The runtime, started with `threads` workers (and the fan-out writer) by the first caller;
+    /// later values are ignored (one runtime per process).
     pub fn runtime(&self, threads: usize) -> &Handle {
         self.runtime
             .get_or_init(|| {
-                tokio::runtime::Builder::new_multi_thread()
+                let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(threads.max(1))
                     .thread_name("roomcast")
                     .enable_all()
                     .build()
-                    .expect("roomcast: cannot start the tokio runtime")
+                    .expect("roomcast: cannot start the tokio runtime");
+                runtime.spawn(self.writes.clone().run());
+                runtime
             })
             .handle()
     }
@@ -182,9 +182,9 @@ impl Engine {
     /// (≤ 20 ms); after short passes (small rooms, light load) nothing waits. Frames that must
     /// not wait (replies, pongs, direct sends) wake the connection's task instead.
     pub(crate) fn write_soon(&self, connections: Vec<Arc<Connection>>) {
-        let Some(runtime) = self.runtime.get() else {
+        if self.runtime.get().is_none() {
             return; // No runtime, so no socket either: nothing to write to.
-        };
+        }
         let was_idle = {
             let mut pending = self.writes.pending.lock();
             let was_idle = pending.is_empty();
@@ -196,10 +196,6 @@ impl Engine {
             was_idle
         };
         if was_idle {
-            let writes = self.writes.clone();
-            self.writer.get_or_init(|| {
-                runtime.spawn(writes.run());
-            });
             self.writes.wake.notify_one();
         }
     }

@@ -62,16 +62,11 @@ impl OutFrame {
     }
 
     /// Its length in bytes.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match &self.payload {
             Payload::Shared(bytes) => bytes.len(),
             Payload::Span(span) => span.len(),
         }
-    }
-
-    /// Whether it is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// How many data messages it holds.
