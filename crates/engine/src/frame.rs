@@ -237,8 +237,9 @@ struct FrameInProgress {
     /// Payload bytes received so far (also the position in the masking key).
     received: usize,
     remaining: usize,
-    /// Payload of a control frame (data frames go to the message buffer).
-    control: Option<BytesMut>,
+    /// Payload of a control frame (data frames go to the message buffer). Boxed, so that an idle
+    /// connection's decoder stays small.
+    control: Option<Box<BytesMut>>,
 }
 
 /// A data message being assembled from one or more frames.
@@ -276,7 +277,7 @@ impl PartialMessage {
 pub struct Decoder {
     max_payload: usize,
     header: [u8; 14],
-    header_len: usize,
+    header_len: u8,
     frame: Option<FrameInProgress>,
     message: Option<PartialMessage>,
 }
@@ -312,7 +313,7 @@ impl Decoder {
             let (chunk, rest) = input.split_at(take);
             input = rest;
             let dst = match frame.control.as_mut() {
-                Some(control) => control,
+                Some(control) => &mut **control,
                 None => &mut self.message.as_mut().expect("data frame belongs to a message").buf,
             };
             let start = dst.len();
@@ -337,7 +338,7 @@ impl Decoder {
     fn read_header(&mut self, input: &mut &[u8]) -> Result<bool, DecodeError> {
         while self.header_len < 2 {
             let Some((&byte, rest)) = input.split_first() else { return Ok(false) };
-            self.header[self.header_len] = byte;
+            self.header[usize::from(self.header_len)] = byte;
             self.header_len += 1;
             *input = rest;
         }
@@ -365,11 +366,12 @@ impl Decoder {
             _ => 0,
         };
         let needed = 2 + ext_len + 4;
-        let take = (needed - self.header_len).min(input.len());
-        self.header[self.header_len..self.header_len + take].copy_from_slice(&input[..take]);
-        self.header_len += take;
+        let have = usize::from(self.header_len);
+        let take = (needed - have).min(input.len());
+        self.header[have..have + take].copy_from_slice(&input[..take]);
+        self.header_len += take as u8; // At most 14 in all.
         *input = &input[take..];
-        if self.header_len < needed {
+        if usize::from(self.header_len) < needed {
             return Ok(false);
         }
         let len: u64 = match ext_len {
@@ -387,7 +389,7 @@ impl Decoder {
         self.header_len = 0;
 
         let control = if opcode.is_control() {
-            Some(BytesMut::with_capacity(len as usize))
+            Some(Box::new(BytesMut::with_capacity(len as usize)))
         } else {
             match (opcode, self.message.as_ref()) {
                 (OpCode::Continuation, None) => {
@@ -418,7 +420,7 @@ impl Decoder {
     fn finish_frame(&mut self, on_event: &mut impl FnMut(Event) -> bool) -> Result<bool, DecodeError> {
         let frame = self.frame.take().expect("frame in progress");
         Ok(match frame.control {
-            Some(payload) => on_event(control_event(frame.opcode, payload.freeze())?),
+            Some(payload) => on_event(control_event(frame.opcode, (*payload).freeze())?),
             None if frame.fin => {
                 let mut message = self.message.take().expect("message");
                 message.check_utf8(true)?;

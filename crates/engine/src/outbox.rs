@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::io::{ErrorKind, IoSlice};
 use std::os::fd::{BorrowedFd, RawFd};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -18,7 +19,6 @@ use parking_lot::Mutex;
 use crate::arena::{Span, MAX_CHUNK};
 use crate::frame;
 use socket2::SockRef;
-use tokio::sync::Notify;
 
 /// Bytes waiting to be written: one encoded frame, or several consecutive ones from a room's
 /// arena.
@@ -121,7 +121,8 @@ struct Queue {
     front_written: usize,
     /// Bytes queued and not yet written.
     unwritten: usize,
-    command: Option<Command>,
+    /// Boxed: a connection rarely has one, and every connection has this field.
+    command: Option<Box<Command>>,
     closing: bool,
     /// The socket, while the connection's task has it open: whoever holds the lock may write.
     socket: Option<RawFd>,
@@ -135,6 +136,21 @@ struct Queue {
     handed: bool,
     /// Entries of `frames` that hold a span of an arena (each keeps a chunk alive).
     spans: usize,
+    /// The connection's task was woken and has not looked yet (a wake-up is never lost).
+    woken: bool,
+    /// The task's waker, while it waits. Kept here rather than in a `Notify`, so that the task's
+    /// wait is a poll with no future of its own (an idle connection stays small).
+    waker: Option<Waker>,
+}
+
+impl Queue {
+    /// Wakes the connection's task (it writes what is queued, or takes a command).
+    fn wake(&mut self) {
+        self.woken = true;
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
 }
 
 /// What a write left behind.
@@ -165,7 +181,6 @@ pub struct Written {
 #[derive(Debug, Default)]
 pub struct Outbox {
     queue: Mutex<Queue>,
-    wake: Notify,
 }
 
 impl Outbox {
@@ -261,7 +276,7 @@ impl Outbox {
         queue.frames.push_back(frame);
         if was_empty || (urgent && queue.handed) {
             queue.handed = false;
-            self.wake.notify_one();
+            queue.wake();
         }
     }
 
@@ -329,15 +344,15 @@ impl Outbox {
         let mut queue = self.queue.lock();
         let discarded = Self::stop_locked(&mut queue, discard);
         if discarded.is_some() || command == Command::Terminate {
-            queue.command = Some(command);
-            self.wake.notify_one();
+            queue.command = Some(Box::new(command));
+            queue.wake();
         }
         discarded
     }
 
     /// Returns the pending command, if any.
     pub fn take_command(&self) -> Option<Command> {
-        self.queue.lock().command.take()
+        self.queue.lock().command.take().map(|command| *command)
     }
 
     /// Writes what is queued, for the connection's task; `resume` after the socket became
@@ -347,7 +362,13 @@ impl Outbox {
         if resume {
             queue.blocked = false;
         }
-        Self::write_locked(&mut queue)
+        let written = Self::write_locked(&mut queue);
+        // The task writes the 101, replies and what the writer left: an idle connection keeps no
+        // queue capacity. (The writer's path keeps it, for the next fan-out.)
+        if queue.frames.is_empty() && queue.frames.capacity() > 0 {
+            queue.frames = VecDeque::new();
+        }
+        written
     }
 
     /// Writes what is queued, for anyone but the connection's task (a fan-out's writer). When
@@ -362,7 +383,7 @@ impl Outbox {
             WriteState::Drained | WriteState::Detached => false,
         };
         if takes_over {
-            self.wake.notify_one();
+            queue.wake();
         }
         written
     }
@@ -463,15 +484,28 @@ impl Outbox {
         self.queue.lock().unwritten
     }
 
-    /// Waits until a frame or a command arrives, or a writer hands over a blocked or failed
-    /// socket (or that happened since the last wait).
-    pub async fn notified(&self) {
-        self.wake.notified().await
+    /// Ready once a frame or a command arrived, or a writer handed over a blocked or failed
+    /// socket, since the last time it was ready; otherwise the task is woken when that happens.
+    pub fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut queue = self.queue.lock();
+        if std::mem::take(&mut queue.woken) {
+            return Poll::Ready(());
+        }
+        if !queue.waker.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
+            queue.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// Wakes the connection's task (it writes what is queued).
     pub fn wake_task(&self) {
-        self.wake.notify_one();
+        self.queue.lock().wake();
+    }
+
+    /// Whether the task was woken since it last looked (and clears that), for tests.
+    #[cfg(test)]
+    fn take_woken(&self) -> bool {
+        std::mem::take(&mut self.queue.lock().woken)
     }
 
     /// Removes and returns every queued frame, for tests of what was queued.
@@ -671,13 +705,11 @@ mod tests {
     fn a_reply_behind_frames_waiting_for_the_writer_wakes_the_task_but_more_fan_out_does_not() {
         let (outbox, _ours, _theirs) = attached();
         assert_eq!(outbox.push_deferred(frame(1), 100), Push::Write);
-        let woken = outbox.wake.notified();
-        tokio::pin!(woken);
-        assert!(!woken.as_mut().enable(), "the writer was asked, not the task");
+        assert!(!outbox.take_woken(), "the writer was asked, not the task");
         assert_eq!(outbox.push_deferred(frame(1), 100), Push::Queued);
-        assert!(!woken.as_mut().enable(), "more fan-out waits for the same write");
+        assert!(!outbox.take_woken(), "more fan-out waits for the same write");
         assert_eq!(outbox.push(frame(1), 100), Push::Queued);
-        assert!(woken.as_mut().enable(), "a reply does not wait for the writer's next pass");
+        assert!(outbox.take_woken(), "a reply does not wait for the writer's next pass");
     }
 
     #[test]
@@ -696,9 +728,7 @@ mod tests {
             }
         }
         assert_eq!(outbox.write().state, WriteState::Blocked, "the buffer filled up");
-        let woken = outbox.wake.notified();
-        tokio::pin!(woken);
-        assert!(woken.as_mut().enable(), "the task was told to wait for writability");
+        assert!(outbox.take_woken(), "the task was told to wait for writability");
         assert_eq!(outbox.push_deferred(frame(1), limit), Push::Queued, "the task writes now");
         sent.push(0);
         assert_eq!(outbox.write_from_task(false).state, WriteState::Blocked, "not before it is writable");

@@ -4,25 +4,30 @@
 //! writability), and runs the closing handshake. When it ends, for whatever reason, the connection is
 //! released (its rooms left, the application told).
 
+use std::future::{poll_fn, Future};
+use std::io;
 use std::io::{ErrorKind, Read};
 use std::net::Shutdown;
 use std::ops::ControlFlow;
 use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use socket2::Socket;
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
-use tokio::time::{sleep_until, Instant};
+use tokio::sync::futures::Notified;
+use tokio::time::{sleep_until, Instant, Sleep};
 
 use crate::close_code;
 use crate::config::RateLimitPolicy;
 use crate::connection::Connection;
 use crate::frame::{self, CloseFrame, Decoder, Event, OpCode};
-use crate::outbox::{Command, OutFrame, WriteState};
+use crate::outbox::{Command, OutFrame, Outbox, WriteState};
 use crate::ratelimit::TokenBucket;
 use crate::stats::add;
 
@@ -43,10 +48,7 @@ pub(crate) async fn serve(conn: Arc<Connection>, socket: Socket, head: Bytes) {
     let mut state = State::new(conn);
     let Some(fd) = fd.as_ref() else { return };
     state.conn.outbox().attach(fd.as_raw_fd());
-    if !head.is_empty() {
-        add(&state.conn.endpoint.stats.bytes_in, head.len() as u64);
-        state.decode_guarded(&head);
-    }
+    state.decode_head(head);
     state.run(fd).await;
 }
 
@@ -59,18 +61,22 @@ struct State {
     close_sent: bool,
     close_received: bool,
     eof: bool,
-    deadline: Option<Instant>,
+    /// The closing handshake's deadline, once it started (boxed: most connections never close
+    /// from this side, and an idle task should stay small).
+    timer: Option<Pin<Box<Sleep>>>,
     /// The code and reason the connection ended with, for the application's close event.
     close_code: u16,
     close_reason: String,
-    rate_limit: Option<TokenBucket>,
+    /// Boxed: most endpoints have no rate limit, and an idle task should stay small.
+    rate_limit: Option<Box<TokenBucket>>,
 }
 
 impl State {
     fn new(conn: Arc<Connection>) -> State {
         let config = &conn.endpoint.config;
         let decoder = Decoder::new(config.max_payload);
-        let rate_limit = config.rate_limit.as_ref().map(|limit| TokenBucket::new(limit, std::time::Instant::now()));
+        let rate_limit =
+            config.rate_limit.as_ref().map(|limit| Box::new(TokenBucket::new(limit, std::time::Instant::now())));
         State {
             conn,
             decoder,
@@ -78,7 +84,7 @@ impl State {
             close_sent: false,
             close_received: false,
             eof: false,
-            deadline: None,
+            timer: None,
             close_code: close_code::ABNORMAL,
             close_reason: String::new(),
             rate_limit,
@@ -86,9 +92,10 @@ impl State {
     }
 
     async fn run(&mut self, fd: &AsyncFd<Socket>) {
-        let endpoint = self.conn.endpoint.clone();
+        let conn = self.conn.clone();
+        let events = &conn.endpoint.events;
         loop {
-            match self.conn.outbox().take_command() {
+            match conn.outbox().take_command() {
                 Some(Command::Terminate) => return,
                 Some(Command::Close { code, reason, timeout }) => self.start_close(code, &reason, timeout),
                 None => {}
@@ -103,42 +110,41 @@ impl State {
             if self.eof {
                 return;
             }
-            let deadline = self.deadline;
-            let events = &endpoint.events;
-            let drained = events.drained();
-            tokio::pin!(drained);
             // Only when the application's queue is full: registered, then checked again, so a
             // drain in between is not missed (and the common turn takes no lock for it).
-            let paused = self.decoding && events.is_full() && {
-                drained.as_mut().enable();
-                events.is_full()
+            let mut drained = (self.decoding && events.is_full()).then(|| Box::pin(events.drained()));
+            if let Some(waiting) = drained.as_mut() {
+                waiting.as_mut().enable();
+                if !events.is_full() {
+                    drained = None;
+                }
+            }
+            let readable = drained.is_none();
+            let wait = Wait {
+                timer: self.timer.as_mut(),
+                drained: drained.as_mut(),
+                writable: written == WriteState::Blocked,
+                readable,
             };
-            tokio::select! {
-                biased;
-                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => return,
-                _ = &mut drained, if paused => {}
-                ready = fd.writable(), if written == WriteState::Blocked => match ready {
-                    // Blocked again: an error that clears the readiness, so the next wait is real.
-                    Ok(mut guard) => {
-                        let resumed = guard.try_io(|_| match self.write(true) {
-                            WriteState::Blocked => Err(ErrorKind::WouldBlock.into()),
-                            state => Ok(state),
-                        });
-                        if let Ok(Ok(WriteState::Failed)) = resumed {
-                            return;
-                        }
+            match wait.until(fd, conn.outbox()).await {
+                Wake::Deadline => return,
+                Wake::Drained | Wake::Notified => {}
+                // Blocked again: an error that clears the readiness, so the next wait is real.
+                Wake::Writable(Ok(mut guard)) => {
+                    let resumed = guard.try_io(|_| match self.write(true) {
+                        WriteState::Blocked => Err(ErrorKind::WouldBlock.into()),
+                        state => Ok(state),
+                    });
+                    if let Ok(Ok(WriteState::Failed)) = resumed {
+                        return;
                     }
-                    Err(_) => return,
-                },
-                ready = fd.readable(), if !paused => match ready {
-                    Ok(mut guard) => {
-                        if self.on_readable(&mut guard).is_break() {
-                            return;
-                        }
+                }
+                Wake::Readable(Ok(mut guard)) => {
+                    if self.on_readable(&mut guard).is_break() {
+                        return;
                     }
-                    Err(_) => return,
-                },
-                _ = self.conn.outbox().notified() => {}
+                }
+                Wake::Writable(Err(_)) | Wake::Readable(Err(_)) => return,
             }
         }
         self.linger(fd).await;
@@ -151,24 +157,25 @@ impl State {
             return;
         }
         let deadline = Instant::now() + LINGER;
-        let deadline = self.deadline.map_or(deadline, |d| d.min(deadline));
+        match self.timer.as_mut() {
+            Some(timer) if timer.deadline() <= deadline => {}
+            Some(timer) => timer.as_mut().reset(deadline),
+            None => self.timer = Some(Box::pin(sleep_until(deadline))),
+        }
         self.decoding = false;
+        let conn = self.conn.clone();
         while !self.eof {
-            tokio::select! {
-                _ = sleep_until(deadline) => return,
-                _ = self.conn.outbox().notified() => {
-                    if self.conn.outbox().take_command() == Some(Command::Terminate) {
+            let wait = Wait { timer: self.timer.as_mut(), drained: None, writable: false, readable: true };
+            match wait.until(fd, conn.outbox()).await {
+                Wake::Deadline => return,
+                Wake::Notified if conn.outbox().take_command() == Some(Command::Terminate) => return,
+                Wake::Readable(Ok(mut guard)) => {
+                    if self.on_readable(&mut guard).is_break() {
                         return;
                     }
                 }
-                ready = fd.readable() => match ready {
-                    Ok(mut guard) => {
-                        if self.on_readable(&mut guard).is_break() {
-                            return;
-                        }
-                    }
-                    Err(_) => return,
-                },
+                Wake::Readable(Err(_)) | Wake::Writable(Err(_)) => return,
+                Wake::Drained | Wake::Notified | Wake::Writable(Ok(_)) => {}
             }
         }
     }
@@ -195,6 +202,15 @@ impl State {
             }
         }
         ControlFlow::Continue(())
+    }
+
+    /// Decodes what the client sent right after its upgrade request (taken by value, so that
+    /// the task does not keep it).
+    fn decode_head(&mut self, head: Bytes) {
+        if !head.is_empty() {
+            add(&self.conn.endpoint.stats.bytes_in, head.len() as u64);
+            self.decode_guarded(&head);
+        }
     }
 
     /// Decodes client bytes; a panic anywhere in decoding or dispatch closes this connection
@@ -276,7 +292,7 @@ impl State {
         self.conn.outbox().push_unbounded(OutFrame::control(frame::encode_close(code, reason)));
         (self.close_code, self.close_reason) = (code, reason.to_owned());
         self.close_sent = true;
-        self.deadline = Some(Instant::now() + timeout);
+        self.timer = Some(Box::pin(sleep_until(Instant::now() + timeout)));
     }
 
     /// Writes what the outbox holds; `resume` once the socket is writable again.
@@ -284,6 +300,56 @@ impl State {
         let written = self.conn.outbox().write_from_task(resume);
         self.conn.count(&written);
         written.state
+    }
+}
+
+/// What the connection's task waits for between turns. Polled by hand rather than with
+/// `select!`, whose readiness futures, timer and `Notified` would all live inside the task: this
+/// way an idle connection's task holds two flags and a few pointers, and the wakers live in the
+/// socket's registration and the outbox.
+struct Wait<'a, 'q> {
+    timer: Option<&'a mut Pin<Box<Sleep>>>,
+    /// Set while the application's event queue is full (then the socket is not read).
+    drained: Option<&'a mut Pin<Box<Notified<'q>>>>,
+    writable: bool,
+    readable: bool,
+}
+
+enum Wake<'f> {
+    Deadline,
+    Drained,
+    Writable(io::Result<AsyncFdReadyGuard<'f, Socket>>),
+    Readable(io::Result<AsyncFdReadyGuard<'f, Socket>>),
+    /// The outbox's wake-up: a frame, a command, or a socket handed back by the writer.
+    Notified,
+}
+
+impl<'a, 'q> Wait<'a, 'q> {
+    /// The first of these, in this order of priority.
+    fn until<'f, 'o>(
+        mut self,
+        fd: &'f AsyncFd<Socket>,
+        outbox: &'o Outbox,
+    ) -> impl Future<Output = Wake<'f>> + use<'a, 'q, 'f, 'o> {
+        poll_fn(move |cx| {
+            if self.timer.as_mut().is_some_and(|timer| timer.as_mut().poll(cx).is_ready()) {
+                return Poll::Ready(Wake::Deadline);
+            }
+            if self.drained.as_mut().is_some_and(|drained| drained.as_mut().poll(cx).is_ready()) {
+                return Poll::Ready(Wake::Drained);
+            }
+            if self.writable {
+                if let Poll::Ready(ready) = fd.poll_write_ready(cx) {
+                    return Poll::Ready(Wake::Writable(ready));
+                }
+            }
+            if self.readable {
+                if let Poll::Ready(ready) = fd.poll_read_ready(cx) {
+                    return Poll::Ready(Wake::Readable(ready));
+                }
+            }
+            outbox.poll_woken(cx).map(|()| Wake::Notified)
+        })
     }
 }
 
