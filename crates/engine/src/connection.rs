@@ -205,17 +205,20 @@ impl Connection {
 
     /// Queues a data frame of a fan-out (a room's publication). When the connection needs a
     /// writer, it is added to `writes` instead of waking its task: the fan-out's connections are
-    /// then written together (see [`Writes`]).
-    pub(crate) fn deliver_fanout(self: &Arc<Self>, frame: &Bytes, writes: &mut Writes) -> bool {
-        let frame = OutFrame::message(frame.clone());
-        let push = self.outbox.push_deferred(frame, self.endpoint.config.max_buffered_bytes);
-        self.settle_fanout(push, writes)
+    /// then written together (see [`Writes`]). Unless `wait`, a connection whose queue a write
+    /// holds right now is left alone: `None` (the fan-out comes back to it, see `Room::publish`).
+    pub(crate) fn deliver_fanout(self: &Arc<Self>, frame: &Bytes, writes: &mut Writes, wait: bool) -> Option<bool> {
+        let (frame, limit) = (OutFrame::message(frame.clone()), self.endpoint.config.max_buffered_bytes);
+        let push =
+            if wait { self.outbox.push_deferred(frame, limit) } else { self.outbox.try_push_deferred(frame, limit)? };
+        Some(self.settle_fanout(push, writes))
     }
 
     /// Queues a message of a fan-out held in its room's arena (see [`Connection::deliver_fanout`]).
-    pub(crate) fn deliver_span(self: &Arc<Self>, span: &Span, writes: &mut Writes) -> bool {
-        let push = self.outbox.push_span(span, self.endpoint.config.max_buffered_bytes);
-        self.settle_fanout(push, writes)
+    pub(crate) fn deliver_span(self: &Arc<Self>, span: &Span, writes: &mut Writes, wait: bool) -> Option<bool> {
+        let limit = self.endpoint.config.max_buffered_bytes;
+        let push = if wait { self.outbox.push_span(span, limit) } else { self.outbox.try_push_span(span, limit)? };
+        Some(self.settle_fanout(push, writes))
     }
 
     fn settle_fanout(self: &Arc<Self>, push: Push, writes: &mut Writes) -> bool {

@@ -201,19 +201,37 @@ impl Outbox {
     /// it returns [`Push::Write`] instead of waking the task: the caller gets it written (a
     /// fan-out hands all such connections to the runtime at once, see `Engine::write_soon`).
     pub fn push_deferred(&self, frame: OutFrame, limit: usize) -> Push {
-        let mut queue = self.queue.lock();
-        let push = Self::admit(&queue, frame.len(), limit);
+        self.push_deferred_to(&mut self.queue.lock(), frame, limit)
+    }
+
+    /// [`Outbox::push_deferred`] unless a write holds the queue: then `None`, and nothing queued.
+    pub fn try_push_deferred(&self, frame: OutFrame, limit: usize) -> Option<Push> {
+        let mut queue = self.queue.try_lock()?;
+        Some(self.push_deferred_to(&mut queue, frame, limit))
+    }
+
+    fn push_deferred_to(&self, queue: &mut Queue, frame: OutFrame, limit: usize) -> Push {
+        let push = Self::admit(queue, frame.len(), limit);
         if push != Push::Queued {
             return push;
         }
-        self.defer(&mut queue, frame)
+        self.defer(queue, frame)
     }
 
     /// Queues a message of a room's arena like [`Outbox::push_deferred`]; when the bytes queued
     /// last end where it starts, they are extended instead (no new frame in the queue).
     pub fn push_span(&self, span: &Span, limit: usize) -> Push {
-        let mut queue = self.queue.lock();
-        let push = Self::admit(&queue, span.len(), limit);
+        self.push_span_to(&mut self.queue.lock(), span, limit)
+    }
+
+    /// [`Outbox::push_span`] unless a write holds the queue: then `None`, and nothing queued.
+    pub fn try_push_span(&self, span: &Span, limit: usize) -> Option<Push> {
+        let mut queue = self.queue.try_lock()?;
+        Some(self.push_span_to(&mut queue, span, limit))
+    }
+
+    fn push_span_to(&self, queue: &mut Queue, span: &Span, limit: usize) -> Push {
+        let push = Self::admit(queue, span.len(), limit);
         if push != Push::Queued {
             return push;
         }
@@ -237,7 +255,7 @@ impl Outbox {
         } else {
             OutFrame::message(Bytes::copy_from_slice(span.as_slice()))
         };
-        self.defer(&mut queue, frame)
+        self.defer(queue, frame)
     }
 
     fn defer(&self, queue: &mut Queue, frame: OutFrame) -> Push {
@@ -502,6 +520,12 @@ impl Outbox {
         self.queue.lock().wake();
     }
 
+    /// Holds the queue as a write does, until the returned guard is dropped, for tests.
+    #[cfg(test)]
+    pub(crate) fn hold(&self) -> impl Sized + '_ {
+        self.queue.lock()
+    }
+
     /// Whether the task was woken since it last looked (and clears that), for tests.
     #[cfg(test)]
     fn take_woken(&self) -> bool {
@@ -699,6 +723,22 @@ mod tests {
         let span = arenas[0].append(b"again").unwrap();
         outbox.push_span(&span, usize::MAX);
         assert!(outbox.drain()[0].is_span(), "room again once the queue is written");
+    }
+
+    #[test]
+    fn a_fan_out_does_not_wait_for_a_queue_a_write_holds() {
+        let (outbox, _ours, _theirs) = attached();
+        let mut arena = crate::arena::Arena::default();
+        let span = arena.append(b"m").unwrap();
+        {
+            let _writing = outbox.queue.lock();
+            assert_eq!(outbox.try_push_span(&span, usize::MAX), None, "held: nothing queued");
+            assert_eq!(outbox.try_push_deferred(frame(1), usize::MAX), None);
+        }
+        assert_eq!(outbox.unwritten(), 0);
+        assert_eq!(outbox.try_push_span(&span, usize::MAX), Some(Push::Write), "free again");
+        assert_eq!(outbox.try_push_deferred(frame(1), usize::MAX), Some(Push::Queued));
+        assert_eq!(outbox.unwritten(), span.len() + 1);
     }
 
     #[test]
