@@ -27,8 +27,10 @@ const WRITES_PER_TASK: usize = 256;
 /// A write pass shorter than this is followed by the next one right away (light load: every
 /// message is written as soon as it is published).
 const PACE_FROM: Duration = Duration::from_micros(500);
-/// The longest pause after a long write pass (see [`Engine::write_soon`]).
-const PACE_MAX: Duration = Duration::from_millis(20);
+/// The pause after a write pass, as a share of the pass (see [`Engine::write_soon`]).
+const PACE_SHARE: u32 = 4;
+/// The longest pause after a long write pass.
+const PACE_MAX: Duration = Duration::from_millis(5);
 
 /// Rooms, the broker in front of them, every open connection by id and by user, and the
 /// runtime that runs connections.
@@ -72,7 +74,7 @@ impl PendingWrites {
             while tasks.join_next().await.is_some() {}
             let took = started.elapsed();
             if took >= PACE_FROM {
-                tokio::time::sleep(took.min(PACE_MAX)).await;
+                tokio::time::sleep((took / PACE_SHARE).min(PACE_MAX)).await;
             }
         }
     }
@@ -174,12 +176,12 @@ impl Engine {
     /// them to the engine's writer, which writes every connection it was given in one pass.
     ///
     /// After a pass that took a while (a big room, or the machine busy), the writer pauses for
-    /// as long as the pass took, at most [`PACE_MAX`]: what is published meanwhile is written
-    /// with what is already queued, in one vectored write per connection. On loopback a write
-    /// costs ~5–20 µs whatever it carries, so under load fewer, fuller writes are what keeps the
-    /// fan-out up with the publishers (and leaves CPU to the JavaScript thread). The price is
-    /// latency: a publication that follows a long pass waits at most as long as that pass took
-    /// (≤ 20 ms); after short passes (small rooms, light load) nothing waits. Frames that must
+    /// a quarter of the time the pass took, at most [`PACE_MAX`]: what is published meanwhile
+    /// is written with what is already queued, in one vectored write per connection. On
+    /// loopback a write costs ~12–20 µs whatever it carries, so under load fuller writes are
+    /// what keeps the CPU per delivery down (and leaves some to the JavaScript thread). The
+    /// price is latency: a publication that follows a long pass waits at most a quarter of it
+    /// (≤ 5 ms); after short passes (small rooms, light load) nothing waits. Frames that must
     /// not wait (replies, pongs, direct sends) wake the connection's task instead.
     pub(crate) fn write_soon(&self, connections: Vec<Arc<Connection>>) {
         if self.runtime.get().is_none() {
