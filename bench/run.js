@@ -6,6 +6,8 @@
 //   node bench/run.js --quick         smoke run for CI: small N, about 1 s per scenario, 1 run;
 //                                     exits non-zero if a server fails or a message is lost
 //   options: --runs N  --servers roomcast,ws,uws,bun  --scenarios a,b,c,d,e,f,g,h  --no-pin
+//   (--servers also takes node-http, in (h) only: Node's HTTP server writing the 101, the floor
+//   of anything that lets Node parse the upgrade)
 'use strict'
 
 const { spawn, spawnSync } = require('node:child_process')
@@ -54,6 +56,13 @@ const SERVERS = {
   ws: { label: 'ws', command: () => [process.execPath, 'servers/ws.js'] },
   uws: { label: 'uWS.js', command: () => [process.execPath, 'servers/uws.js'] },
   bun: { label: 'Bun', command: () => [bunBinary(), 'servers/bun.js'] },
+  // Not a peer and not in the default list: Node's HTTP server writing the 101 and nothing else,
+  // the floor of (h) for anything that lets Node parse the upgrade (servers/node-http.js).
+  'node-http': {
+    label: 'Node http, 101 only',
+    command: () => [process.execPath, 'servers/node-http.js'],
+    only: ['h'],
+  },
 }
 
 // ── the scenarios ──────────────────────────────────────────────────────────────────────────────
@@ -205,7 +214,8 @@ function deliveryMetrics() {
 // ── options ────────────────────────────────────────────────────────────────────────────────────
 
 function parseOptions(argv) {
-  const options = { quick: false, runs: null, servers: Object.keys(SERVERS), scenarios: null, pin: true }
+  const servers = Object.keys(SERVERS).filter((name) => !SERVERS[name].only)
+  const options = { quick: false, runs: null, servers, scenarios: null, pin: true }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
     if (arg === '--quick') options.quick = true
@@ -514,6 +524,7 @@ async function main() {
     const scenarioArgs = options.quick ? scenario.quick : scenario.full
     for (let run = 1; run <= options.runs; run++) {
       for (const name of options.servers) {
+        if (SERVERS[name].only && !SERVERS[name].only.includes(scenario.id)) continue
         const entry = { run }
         const where = `${scenario.id} run ${run} ${SERVERS[name].label}`
         fs.appendFileSync(logFile, `\n── ${where}: ${scenarioArgs}\n`)
