@@ -205,8 +205,9 @@ impl Connection {
 
     /// Queues a data frame of a fan-out (a room's publication). When the connection needs a
     /// writer, it is added to `writes` instead of waking its task: the fan-out's connections are
-    /// then written together (see [`Writes`]). Unless `wait`, a connection whose queue a write
-    /// holds right now is left alone: `None` (the fan-out comes back to it, see `Room::publish`).
+    /// then written together (see [`Writes`]). Unless `wait`, a connection whose queue is locked
+    /// right now (most often by a write) is left alone: `None` (the fan-out comes back to it, see
+    /// `Room::publish`).
     pub(crate) fn deliver_fanout(self: &Arc<Self>, frame: &Bytes, writes: &mut Writes, wait: bool) -> Option<bool> {
         let (frame, limit) = (OutFrame::message(frame.clone()), self.endpoint.config.max_buffered_bytes);
         let push =

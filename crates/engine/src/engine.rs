@@ -181,7 +181,8 @@ impl Engine {
     /// loopback a write costs ~12–20 µs whatever it carries, so under load fuller writes are
     /// what keeps the CPU per delivery down (and leaves some to the JavaScript thread). The
     /// price is latency: a publication that follows a long pass waits at most a quarter of it
-    /// (≤ 5 ms); after short passes (small rooms, light load) nothing waits. Frames that must
+    /// (≤ 5 ms; tokio's timers count whole milliseconds, so after a pass of 0.5–4 ms it is about
+    /// 1 ms); after short passes (small rooms, light load) nothing waits. Frames that must
     /// not wait (replies, pongs, direct sends) wake the connection's task instead.
     pub(crate) fn write_soon(&self, connections: Vec<Arc<Connection>>) {
         if self.runtime.get().is_none() {

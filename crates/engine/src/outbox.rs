@@ -181,6 +181,9 @@ pub struct Written {
 #[derive(Debug, Default)]
 pub struct Outbox {
     queue: Mutex<Queue>,
+    /// Frames a fan-out queued, counted without the lock, for tests to watch a publisher.
+    #[cfg(test)]
+    fanned_out: std::sync::atomic::AtomicUsize,
 }
 
 impl Outbox {
@@ -204,13 +207,16 @@ impl Outbox {
         self.push_deferred_to(&mut self.queue.lock(), frame, limit)
     }
 
-    /// [`Outbox::push_deferred`] unless a write holds the queue: then `None`, and nothing queued.
+    /// [`Outbox::push_deferred`] unless the queue is locked right now (most often by a write):
+    /// then `None`, and nothing queued.
     pub fn try_push_deferred(&self, frame: OutFrame, limit: usize) -> Option<Push> {
         let mut queue = self.queue.try_lock()?;
         Some(self.push_deferred_to(&mut queue, frame, limit))
     }
 
     fn push_deferred_to(&self, queue: &mut Queue, frame: OutFrame, limit: usize) -> Push {
+        #[cfg(test)]
+        self.fanned_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let push = Self::admit(queue, frame.len(), limit);
         if push != Push::Queued {
             return push;
@@ -224,13 +230,16 @@ impl Outbox {
         self.push_span_to(&mut self.queue.lock(), span, limit)
     }
 
-    /// [`Outbox::push_span`] unless a write holds the queue: then `None`, and nothing queued.
+    /// [`Outbox::push_span`] unless the queue is locked right now (most often by a write): then
+    /// `None`, and nothing queued.
     pub fn try_push_span(&self, span: &Span, limit: usize) -> Option<Push> {
         let mut queue = self.queue.try_lock()?;
         Some(self.push_span_to(&mut queue, span, limit))
     }
 
     fn push_span_to(&self, queue: &mut Queue, span: &Span, limit: usize) -> Push {
+        #[cfg(test)]
+        self.fanned_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let push = Self::admit(queue, span.len(), limit);
         if push != Push::Queued {
             return push;
@@ -309,6 +318,7 @@ impl Outbox {
         let mut queue = self.queue.lock();
         queue.closing = true;
         queue.socket = None;
+        queue.waker = None; // The task is ending: nothing to keep of it.
         let discarded = queue.frames.iter().map(OutFrame::messages).sum::<u64>() as usize;
         queue.frames = VecDeque::new();
         queue.spans = 0;
@@ -381,8 +391,9 @@ impl Outbox {
             queue.blocked = false;
         }
         let written = Self::write_locked(&mut queue);
-        // The task writes the 101, replies and what the writer left: an idle connection keeps no
-        // queue capacity. (The writer's path keeps it, for the next fan-out.)
+        // An emptied queue gives its capacity back on the task's turns (the 101, replies, pongs,
+        // direct sends, and whenever the task wakes): an idle connection keeps none. The
+        // fan-out writer's writes keep it for the next fan-out.
         if queue.frames.is_empty() && queue.frames.capacity() > 0 {
             queue.frames = VecDeque::new();
         }
@@ -524,6 +535,12 @@ impl Outbox {
     #[cfg(test)]
     pub(crate) fn hold(&self) -> impl Sized + '_ {
         self.queue.lock()
+    }
+
+    /// How many frames fan-outs queued here, read without the lock, for tests.
+    #[cfg(test)]
+    pub(crate) fn fanned_out(&self) -> usize {
+        self.fanned_out.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether the task was woken since it last looked (and clears that), for tests.
@@ -723,6 +740,32 @@ mod tests {
         let span = arenas[0].append(b"again").unwrap();
         outbox.push_span(&span, usize::MAX);
         assert!(outbox.drain()[0].is_span(), "room again once the queue is written");
+    }
+
+    #[test]
+    fn a_wake_up_before_or_during_the_tasks_wait_is_never_lost() {
+        struct Count(std::sync::atomic::AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let count = std::sync::Arc::new(Count(Default::default()));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let outbox = Outbox::default();
+        assert_eq!(outbox.poll_woken(&mut cx), Poll::Pending, "nothing yet: the waker is kept");
+        outbox.push(frame(1), usize::MAX);
+        assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 1, "the frame woke the task");
+        assert_eq!(outbox.poll_woken(&mut cx), Poll::Ready(()));
+        assert_eq!(outbox.poll_woken(&mut cx), Poll::Pending, "once per wake-up");
+        outbox.wake_task();
+        outbox.wake_task();
+        assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 2, "one wake per wait");
+        outbox.release();
+        outbox.wake_task();
+        assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 2, "a released queue keeps no waker");
+        assert_eq!(outbox.poll_woken(&mut cx), Poll::Ready(()), "but the wake-up is not lost");
     }
 
     #[test]

@@ -208,7 +208,8 @@ impl Room {
             },
         };
         let mut delivered = 0;
-        // Members whose queue a write held: served after the others. Waiting for each would
+        // Members whose queue was locked (most often by a write): served after the others.
+        // Waiting for each would
         // keep the publisher one step behind the fan-out's writer (it writes in the same order),
         // at the pace of its sends, for the rest of a pass: a broadcast to 10,000 members took
         // up to 180 ms that way, and its messages missed that pass.
@@ -597,7 +598,8 @@ mod tests {
             std::thread::spawn(move || registry.publish("x", &text("hi"), &[]).delivered)
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while members[1..].iter().any(|m| m.outbox().unwritten() == 0) {
+        // Watched without their locks, which the publisher must find free.
+        while members[1..].iter().any(|m| m.outbox().fanned_out() == 0) {
             assert!(std::time::Instant::now() < deadline, "the publisher waited for the first member");
             std::thread::sleep(Duration::from_millis(1));
         }

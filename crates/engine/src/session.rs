@@ -165,10 +165,14 @@ impl State {
         self.decoding = false;
         let conn = self.conn.clone();
         while !self.eof {
+            // Checked on every turn, not only when woken: a client that keeps the socket readable
+            // must not delay a terminate (a shutdown).
+            if conn.outbox().take_command() == Some(Command::Terminate) {
+                return;
+            }
             let wait = Wait { timer: self.timer.as_mut(), drained: None, writable: false, readable: true };
             match wait.until(fd, conn.outbox()).await {
                 Wake::Deadline => return,
-                Wake::Notified if conn.outbox().take_command() == Some(Command::Terminate) => return,
                 Wake::Readable(Ok(mut guard)) => {
                     if self.on_readable(&mut guard).is_break() {
                         return;
