@@ -222,6 +222,29 @@ impl Connection {
         Some(self.settle_fanout(push, writes))
     }
 
+    /// Starts loading the connection into the cache, for a fan-out or a write pass that reaches
+    /// it a few connections later. A big room's members are spread over the heap and, under
+    /// load, out of the cache (the kernel's socket work in between evicts them): waiting for
+    /// each one's lines in turn was most of what a publication cost per member (profiled at
+    /// ~0.24 µs per member in scenario (b) of the benchmark).
+    #[inline]
+    pub(crate) fn prefetch(self: &Arc<Self>) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            // From the reference counts (a fan-out clones the `Arc`) to the end of the fields.
+            let start = Arc::as_ptr(self).cast::<i8>().wrapping_sub(2 * size_of::<usize>());
+            let len = 2 * size_of::<usize>() + size_of::<Connection>();
+            let misaligned = start.addr() % 64;
+            let start = start.wrapping_sub(misaligned);
+            for line in (0..misaligned + len).step_by(64) {
+                // SAFETY: a prefetch is a hint to the CPU: it reads nothing the program sees and
+                // never faults, whatever the address.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line)) };
+            }
+        }
+    }
+
     fn settle_fanout(self: &Arc<Self>, push: Push, writes: &mut Writes) -> bool {
         if push == Push::Write {
             writes.0.push(self.clone());

@@ -69,7 +69,14 @@ impl PendingWrites {
             while !connections.is_empty() {
                 let rest = connections.split_off(connections.len().min(WRITES_PER_TASK));
                 let batch = std::mem::replace(&mut connections, rest);
-                tasks.spawn(async move { batch.iter().for_each(|c| c.write_queued()) });
+                tasks.spawn(async move {
+                    for (at, connection) in batch.iter().enumerate() {
+                        if let Some(next) = batch.get(at + 1) {
+                            next.prefetch(); // Loads while this one's send runs.
+                        }
+                        connection.write_queued();
+                    }
+                });
             }
             while tasks.join_next().await.is_some() {}
             let took = started.elapsed();

@@ -570,6 +570,11 @@ fn write_once(socket: &SockRef<'_>, frames: &VecDeque<OutFrame>, front_written: 
     fn slice(at: usize, frame: &OutFrame, front_written: usize) -> IoSlice<'_> {
         IoSlice::new(&frame.as_slice()[if at == 0 { front_written } else { 0 }..])
     }
+    if frames.len() == 1 {
+        // The most common write (a room's frames are one arena span): `send` takes the slice
+        // as it is, where `sendmsg` copies a header and an iovec array in from user space.
+        return socket.send(&frames[0].as_slice()[front_written..]);
+    }
     if frames.len() <= STACK_IOVECS {
         // The common case (a few frames per write): no allocation, a small array to fill.
         let mut slices = [IoSlice::new(&[]); STACK_IOVECS];

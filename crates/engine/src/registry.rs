@@ -77,6 +77,9 @@ pub struct HistoryPage {
     pub entries: Vec<Entry>,
 }
 
+/// How many members ahead of the one it reaches a fan-out starts loading one's queue.
+const PREFETCH_AHEAD: usize = 8;
+
 /// A room's members: a vector for the fan-out to iterate, and each member's place in it, so
 /// that joining and leaving cost O(1) even in rooms of many thousands.
 struct Room {
@@ -214,8 +217,11 @@ impl Room {
         // at the pace of its sends, for the rest of a pass: a broadcast to 10,000 members took
         // up to 180 ms that way, and its messages missed that pass.
         let mut busy = Vec::new();
-        for member in &self.members {
-            if except.contains(&member.id()) {
+        for (at, member) in self.members.iter().enumerate() {
+            if let Some(ahead) = self.members.get(at + PREFETCH_AHEAD) {
+                ahead.prefetch();
+            }
+            if !except.is_empty() && except.contains(&member.id()) {
                 continue;
             }
             if !(v1_frame.is_some() && member.is_v1()) && seen.as_mut().is_some_and(|seen| !seen.insert(member.id())) {
