@@ -38,6 +38,10 @@ pub struct Tally {
     pub last_ns: Cell<u64>,
     /// Latency in microseconds.
     pub latency: RefCell<Histogram<u64>>,
+    /// The same, of messages sent from `settled_from_ns` on: without the first moments of a
+    /// run, when every connection sends its first segments (see `WARMUP` in scenario.rs).
+    pub latency_settled: RefCell<Histogram<u64>>,
+    pub settled_from_ns: Cell<u64>,
     /// Connections that ended (closed, reset) before the run did.
     pub ended: Cell<u64>,
     pub first_error: RefCell<Option<String>>,
@@ -58,6 +62,8 @@ impl Tally {
             negative: Cell::new(0),
             last_ns: Cell::new(0),
             latency: RefCell::new(Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")),
+            latency_settled: RefCell::new(Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")),
+            settled_from_ns: Cell::new(u64::MAX),
             ended: Cell::new(0),
             first_error: RefCell::new(None),
             sent: RefCell::new(vec![0; rooms]),
@@ -225,6 +231,8 @@ impl Client {
     fn parse_all(&mut self, buf: &[u8], now: u64, tally: &Tally) -> io::Result<usize> {
         let mut at = 0;
         let mut latency = tally.latency.borrow_mut();
+        let mut latency_settled = tally.latency_settled.borrow_mut();
+        let settled_from = tally.settled_from_ns.get();
         let (mut received, mut last) = (0u64, 0u64);
         while let Some(frame) = wsclient::parse(&buf[at..])? {
             let payload = &buf[at + frame.payload.0..at + frame.payload.1];
@@ -251,7 +259,11 @@ impl Client {
                     received += 1;
                     last = now;
                     if now >= header.sent_ns {
-                        latency.saturating_record(((now - header.sent_ns) / 1000).max(1));
+                        let micros = ((now - header.sent_ns) / 1000).max(1);
+                        latency.saturating_record(micros);
+                        if header.sent_ns >= settled_from {
+                            latency_settled.saturating_record(micros);
+                        }
                     } else {
                         Tally::bump(&tally.negative, 1);
                     }

@@ -27,6 +27,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const CONTROL_SLACK: Duration = Duration::from_secs(120);
 /// Longest wait for deliveries after publishing, whatever the progress (`--max-wait-ms`).
 const MAX_DRAIN: Duration = Duration::from_secs(120);
+/// The first moments of a publishing run, left out of `latency_after_warmup_us`: a server's
+/// first writes on fresh connections cost more (the first segments of each connection, its
+/// caches), which weighs on a short run's p99; the report gives the latency with and without.
+const WARMUP: Duration = Duration::from_millis(500);
 
 /// How the wait for deliveries ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +201,8 @@ fn deliveries(tally: &Tally, expected: u64, outcome: Outcome, start_ns: u64, bef
     let server_cpu = usage["server_cpu_s"].as_f64().unwrap_or(0.0);
     let latency = tally.latency.borrow();
     let percentile = |q: f64| if latency.is_empty() { 0 } else { latency.value_at_quantile(q) };
+    let settled = tally.latency_settled.borrow();
+    let settled_percentile = |q: f64| if settled.is_empty() { 0 } else { settled.value_at_quantile(q) };
     json!({
         "expected": expected,
         "received": received,
@@ -214,6 +220,9 @@ fn deliveries(tally: &Tally, expected: u64, outcome: Outcome, start_ns: u64, bef
         "latency_us": {
             "p50": percentile(0.5), "p99": percentile(0.99), "p999": percentile(0.999),
             "max": latency.max(), "mean": latency.mean(), "count": latency.len(),
+        },
+        "latency_after_warmup_us": {
+            "p50": settled_percentile(0.5), "p99": settled_percentile(0.99), "count": settled.len(),
         },
         "server_cpu_us_per_1k": if received > 0 { server_cpu * 1e6 / (received as f64 / 1000.0) } else { 0.0 },
         "usage": usage,
@@ -274,6 +283,7 @@ async fn publish(args: &Args, setup: &Setup, eventloop: bool) -> Result<Value, E
     let done = Rc::new(Cell::new(0));
     let before = Window::now(setup.pid)?;
     let start_ns = before.at_ns;
+    tally.settled_from_ns.set(start_ns + WARMUP.as_nanos() as u64);
     let control = get_json(setup.server, &query, Duration::from_millis(duration_ms) + CONTROL_SLACK);
     let answer = if eventloop {
         let load = plain_load(setup.server, http_conns, start_ns + duration_ms * 1_000_000, done.clone());
