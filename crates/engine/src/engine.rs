@@ -2,7 +2,7 @@
 //! runtime for every module instance and worker thread that loads the addon.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
 use std::time::Duration;
@@ -22,8 +22,11 @@ use crate::registry::{HistoryPage, JoinBy, LeaveBy, Published, Registry};
 
 /// How often rooms left with only expired history are dropped.
 const SWEEP_PERIOD: Duration = Duration::from_secs(1);
-/// Connections per task of a write pass: a big room's writes spread over the runtime's threads.
+/// Connections per task of a write pass (a big room's writes spread over the runtime's
+/// threads), and how many one writes before it yields to the runtime's other tasks.
 const WRITES_PER_TASK: usize = 256;
+/// Connections a task of a write pass takes from the pass at a time.
+const WRITES_PER_TAKE: usize = 16;
 /// A write pass shorter than this is followed by the next one right away (light load: every
 /// message is written as soon as it is published).
 const PACE_FROM: Duration = Duration::from_micros(500);
@@ -58,30 +61,73 @@ impl PendingWrites {
     async fn run(self: Arc<Self>) {
         loop {
             self.wake.notified().await;
-            let mut connections = std::mem::take(&mut *self.pending.lock());
+            let connections = std::mem::take(&mut *self.pending.lock());
             if connections.is_empty() {
                 continue;
             }
             let started = tokio::time::Instant::now();
             // In tasks of their own, spread over the runtime's threads (a connection's write
             // catches its own panics, see `Connection::write_queued`).
+            let pass = Arc::new(Pass::new(connections));
             let mut tasks = tokio::task::JoinSet::new();
-            while !connections.is_empty() {
-                let rest = connections.split_off(connections.len().min(WRITES_PER_TASK));
-                let batch = std::mem::replace(&mut connections, rest);
-                tasks.spawn(async move {
-                    for (at, connection) in batch.iter().enumerate() {
-                        if let Some(next) = batch.get(at + 1) {
-                            next.prefetch(); // Loads while this one's send runs.
-                        }
-                        connection.write_queued();
-                    }
-                });
-            }
+            pass.spawn_writers(&mut tasks, |connection, next| {
+                if let Some(next) = next {
+                    next.prefetch(); // Loads while this one's send runs.
+                }
+                connection.write_queued();
+            });
             while tasks.join_next().await.is_some() {}
             let took = started.elapsed();
             if took >= PACE_FROM {
                 tokio::time::sleep((took / PACE_SHARE).min(PACE_MAX)).await;
+            }
+        }
+    }
+}
+
+/// The connections of one write pass, written in their order whichever of its tasks the
+/// runtime runs first: a connection's place in a pass is then about where it was in the last
+/// one, so each is written about a pass apart. (Tasks that each took their own share ran in the
+/// runtime's order, the last spawned first; the next pass, made of the connections in the order
+/// fan-outs reached them, then put some of them later than a pass apart: a longer wait for
+/// those, in the tail of the latency of scenarios (b) and (c) of the benchmark.)
+struct Pass<T> {
+    items: Vec<T>,
+    /// The next one to write.
+    next: AtomicUsize,
+}
+
+impl<T: Send + Sync + 'static> Pass<T> {
+    fn new(items: Vec<T>) -> Pass<T> {
+        Pass { items, next: AtomicUsize::new(0) }
+    }
+
+    /// Spawns one task per [`WRITES_PER_TASK`] items (spread over the runtime's threads); they
+    /// call `write` with each item, and the one after it, in order.
+    fn spawn_writers<F>(self: &Arc<Self>, tasks: &mut tokio::task::JoinSet<()>, write: F)
+    where
+        F: Fn(&T, Option<&T>) + Clone + Send + 'static,
+    {
+        for _ in 0..self.items.len().div_ceil(WRITES_PER_TASK) {
+            let (pass, write) = (self.clone(), write.clone());
+            tasks.spawn(async move { pass.write(write).await });
+        }
+    }
+
+    /// Writes from the shared cursor until nothing is left, [`WRITES_PER_TAKE`] items at a time,
+    /// yielding to the runtime after every [`WRITES_PER_TASK`].
+    async fn write(&self, write: impl Fn(&T, Option<&T>)) {
+        let mut since_yield = 0;
+        loop {
+            let from = self.next.fetch_add(WRITES_PER_TAKE, Relaxed);
+            let Some(rest) = self.items.get(from..) else { break };
+            for (at, item) in rest.iter().take(WRITES_PER_TAKE).enumerate() {
+                write(item, rest.get(at + 1));
+            }
+            since_yield += WRITES_PER_TAKE;
+            if since_yield >= WRITES_PER_TASK {
+                since_yield = 0;
+                tokio::task::yield_now().await;
             }
         }
     }
@@ -280,5 +326,31 @@ impl Engine {
     /// dropped after its endpoint's close timeout). Returns whether the connection exists.
     pub fn disconnect(&self, id: ConnId, code: u16, reason: &str) -> bool {
         self.connection(id).map(|c| c.close(code, reason, c.close_timeout())).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_pass_writes_in_its_order_whichever_task_runs_first() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+        let count = 3 * WRITES_PER_TASK + 10;
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let record = written.clone();
+        // Spawned from a task, as the engine's writer does: the runtime then runs the task
+        // spawned last first.
+        let writer = runtime.spawn(async move {
+            let pass = Arc::new(Pass::new((0..count).collect::<Vec<usize>>()));
+            let mut tasks = tokio::task::JoinSet::new();
+            pass.spawn_writers(&mut tasks, move |item, next| {
+                assert_eq!(next.copied(), (item + 1 < count).then_some(item + 1));
+                record.lock().push(*item);
+            });
+            while tasks.join_next().await.is_some() {}
+        });
+        runtime.block_on(writer).unwrap();
+        assert_eq!(*written.lock(), (0..count).collect::<Vec<_>>());
     }
 }
