@@ -18,7 +18,7 @@ use crate::config::SlowConsumerPolicy;
 use crate::endpoint::EndpointShared;
 use crate::envelope;
 use crate::frame::OpCode;
-use crate::outbox::{Command, OutFrame, Outbox, Push, Written};
+use crate::outbox::{Command, OutFrame, Outbox, Push, WriteState, Written};
 use crate::publication::Publication;
 use crate::registry::RoomName;
 use crate::stats::add;
@@ -205,21 +205,16 @@ impl Connection {
 
     /// Queues a data frame of a fan-out (a room's publication). When the connection needs a
     /// writer, it is added to `writes` instead of waking its task: the fan-out's connections are
-    /// then written together (see [`Writes`]). Unless `wait`, a connection whose queue is locked
-    /// right now (most often by a write) is left alone: `None` (the fan-out comes back to it, see
-    /// `Room::publish`).
-    pub(crate) fn deliver_fanout(self: &Arc<Self>, frame: &Bytes, writes: &mut Writes, wait: bool) -> Option<bool> {
-        let (frame, limit) = (OutFrame::message(frame.clone()), self.endpoint.config.max_buffered_bytes);
-        let push =
-            if wait { self.outbox.push_deferred(frame, limit) } else { self.outbox.try_push_deferred(frame, limit)? };
-        Some(self.settle_fanout(push, writes))
+    /// then written together (see [`Writes`]).
+    pub(crate) fn deliver_fanout(self: &Arc<Self>, frame: &Bytes, writes: &mut Writes) -> bool {
+        let limit = self.endpoint.config.max_buffered_bytes;
+        self.settle_fanout(self.outbox.push_deferred(OutFrame::message(frame.clone()), limit), writes)
     }
 
     /// Queues a message of a fan-out held in its room's arena (see [`Connection::deliver_fanout`]).
-    pub(crate) fn deliver_span(self: &Arc<Self>, span: &Span, writes: &mut Writes, wait: bool) -> Option<bool> {
+    pub(crate) fn deliver_span(self: &Arc<Self>, span: &Span, writes: &mut Writes) -> bool {
         let limit = self.endpoint.config.max_buffered_bytes;
-        let push = if wait { self.outbox.push_span(span, limit) } else { self.outbox.try_push_span(span, limit)? };
-        Some(self.settle_fanout(push, writes))
+        self.settle_fanout(self.outbox.push_span(span, limit), writes)
     }
 
     /// Starts loading the connection into the cache, for a fan-out or a write pass that reaches
@@ -272,11 +267,17 @@ impl Connection {
         }
     }
 
-    /// Writes what is queued (a fan-out's writer; the task takes over a socket that blocks). A
-    /// panic is counted and leaves the connection to its task.
-    pub(crate) fn write_queued(&self) {
+    /// Writes what is queued (a fan-out's writer; the task takes over a socket that blocks, and
+    /// frames queued during the write go to the writer's next pass). A panic is counted and
+    /// leaves the connection to its task.
+    pub(crate) fn write_queued(self: &Arc<Self>) {
         match catch_unwind(AssertUnwindSafe(|| self.outbox.write())) {
-            Ok(written) => self.count(&written),
+            Ok(written) => {
+                self.count(&written);
+                if written.state == WriteState::Pending {
+                    self.endpoint.engine.write_soon(vec![self.clone()]);
+                }
+            }
             Err(_) => {
                 add(&self.endpoint.stats.internal_errors, 1);
                 self.outbox.wake_task();

@@ -1,20 +1,23 @@
 //! The bounded outgoing queue of one connection.
 //!
 //! Producers (broadcasts on any thread, relays from other connections) push shared, already
-//! encoded frames. Whoever holds the queue's lock may write it to the socket, everything queued
-//! in one vectored write: the connection's task, or, for a fan-out, the engine's writer, which
-//! writes every connection the fan-out reached in one pass, so that a delivery does not wake the
+//! encoded frames. One writer at a time writes the queue to the socket, everything queued in one
+//! vectored write: the connection's task, or, for a fan-out, the engine's writer, which writes
+//! every connection the fan-out reached in one pass, so that a delivery does not wake the
 //! connection's task (the writer hands the socket back to it when a write would block or fails).
+//! The lock is not held during the system call: producers queue meanwhile, so a publisher never
+//! waits for a socket.
 //! The bound counts every byte not yet written to the socket, so memory per connection stays
 //! under `maxBufferedBytes` plus one message.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, IoSlice};
 use std::os::fd::{BorrowedFd, RawFd};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::arena::{Span, MAX_CHUNK};
 use crate::frame;
@@ -124,7 +127,7 @@ struct Queue {
     /// Boxed: a connection rarely has one, and every connection has this field.
     command: Option<Box<Command>>,
     closing: bool,
-    /// The socket, while the connection's task has it open: whoever holds the lock may write.
+    /// The socket, while the connection's task has it open (see [`Outbox::write_locked`]).
     socket: Option<RawFd>,
     /// The last write would have blocked: only the task writes again, once the socket is writable.
     blocked: bool,
@@ -141,6 +144,12 @@ struct Queue {
     /// The task's waker, while it waits. Kept here rather than in a `Notify`, so that the task's
     /// wait is a poll with no future of its own (an idle connection stays small).
     waker: Option<Waker>,
+    /// While a write is under way with the lock released (see [`Outbox::write_locked`]): how
+    /// many entries at the front of `frames` it is sending. They stay there until it accounts
+    /// for them, and nobody else writes meanwhile.
+    in_flight: u16,
+    /// Callers waiting for the write under way to end (the task to write, or to release).
+    waiting: u8,
 }
 
 impl Queue {
@@ -158,6 +167,10 @@ impl Queue {
 pub enum WriteState {
     /// Everything queued was written.
     Drained,
+    /// What was queued when the write started was written; frames queued meanwhile wait for
+    /// the next write (so that a publisher faster than the socket cannot keep a writer on one
+    /// connection).
+    Pending,
     /// The socket would block; the task waits until it is writable.
     Blocked,
     /// The socket failed.
@@ -181,9 +194,11 @@ pub struct Written {
 #[derive(Debug, Default)]
 pub struct Outbox {
     queue: Mutex<Queue>,
-    /// Frames a fan-out queued, counted without the lock, for tests to watch a publisher.
+    /// Signalled when a write under way ends and someone waits for it.
+    landed: Condvar,
+    /// While set, a write under way waits here before its send, for tests to act meanwhile.
     #[cfg(test)]
-    fanned_out: std::sync::atomic::AtomicUsize,
+    gate: Mutex<Option<Gate>>,
 }
 
 impl Outbox {
@@ -207,16 +222,7 @@ impl Outbox {
         self.push_deferred_to(&mut self.queue.lock(), frame, limit)
     }
 
-    /// [`Outbox::push_deferred`] unless the queue is locked right now (most often by a write):
-    /// then `None`, and nothing queued.
-    pub fn try_push_deferred(&self, frame: OutFrame, limit: usize) -> Option<Push> {
-        let mut queue = self.queue.try_lock()?;
-        Some(self.push_deferred_to(&mut queue, frame, limit))
-    }
-
     fn push_deferred_to(&self, queue: &mut Queue, frame: OutFrame, limit: usize) -> Push {
-        #[cfg(test)]
-        self.fanned_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let push = Self::admit(queue, frame.len(), limit);
         if push != Push::Queued {
             return push;
@@ -230,22 +236,15 @@ impl Outbox {
         self.push_span_to(&mut self.queue.lock(), span, limit)
     }
 
-    /// [`Outbox::push_span`] unless the queue is locked right now (most often by a write): then
-    /// `None`, and nothing queued.
-    pub fn try_push_span(&self, span: &Span, limit: usize) -> Option<Push> {
-        let mut queue = self.queue.try_lock()?;
-        Some(self.push_span_to(&mut queue, span, limit))
-    }
-
     fn push_span_to(&self, queue: &mut Queue, span: &Span, limit: usize) -> Push {
-        #[cfg(test)]
-        self.fanned_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let push = Self::admit(queue, span.len(), limit);
         if push != Push::Queued {
             return push;
         }
-        // Never the front while it is partly written: a slow consumer's discard keeps that entry.
-        let partly_written = queue.front_written > 0 && queue.frames.len() == 1;
+        // Never the front while it is partly written, nor an entry a write is sending: a slow
+        // consumer's discard keeps those.
+        let partly_written =
+            (queue.front_written > 0 && queue.frames.len() == 1) || queue.frames.len() <= usize::from(queue.in_flight);
         let extended = match queue.frames.back_mut() {
             Some(OutFrame { payload: Payload::Span(last), messages }) if *messages > 0 && !partly_written => {
                 let extended = last.extend(span);
@@ -316,6 +315,7 @@ impl Outbox {
     /// queued data message, control bytes too. Returns how many data messages were discarded.
     pub fn release(&self) -> usize {
         let mut queue = self.queue.lock();
+        self.wait_landed(&mut queue); // A write under way still uses the socket.
         queue.closing = true;
         queue.socket = None;
         queue.waker = None; // The task is ending: nothing to keep of it.
@@ -344,11 +344,12 @@ impl Outbox {
             return Some(0);
         }
         let (mut discarded, mut bytes) = (0, 0);
-        let keep_front = queue.front_written > 0;
+        // The entries a write is sending, or at least a partly written front.
+        let keep_first = usize::from(queue.in_flight).max(usize::from(queue.front_written > 0));
         let mut at = 0;
         let mut spans = 0;
         queue.frames.retain(|f| {
-            let keep = f.messages == 0 || (at == 0 && keep_front);
+            let keep = f.messages == 0 || at < keep_first;
             at += 1;
             if !keep {
                 discarded += f.messages as usize;
@@ -384,13 +385,19 @@ impl Outbox {
     }
 
     /// Writes what is queued, for the connection's task; `resume` after the socket became
-    /// writable again (otherwise a blocked socket is left alone).
+    /// writable again (otherwise a blocked socket is left alone). A write under way (the
+    /// fan-out writer's) is waited for, one send at most, so that what this reports is the
+    /// state of the whole queue.
     pub fn write_from_task(&self, resume: bool) -> Written {
         let mut queue = self.queue.lock();
+        self.wait_landed(&mut queue);
         if resume {
             queue.blocked = false;
         }
-        let written = Self::write_locked(&mut queue);
+        let written = self.write_locked(&mut queue);
+        if written.state == WriteState::Pending {
+            queue.woken = true; // The task's next turn writes the rest.
+        }
         // An emptied queue gives its capacity back on the task's turns (the 101, replies, pongs,
         // direct sends, and whenever the task wakes): an idle connection keeps none. The
         // fan-out writer's writes keep it for the next fan-out.
@@ -401,14 +408,20 @@ impl Outbox {
     }
 
     /// Writes what is queued, for anyone but the connection's task (a fan-out's writer). When
-    /// the socket blocks or fails, the task is woken to take over.
+    /// the socket blocks or fails, the task is woken to take over; [`WriteState::Pending`] asks
+    /// the caller to hand the connection to the writer's next pass. When a write is under way
+    /// already (the task's), that one writes what is queued: nothing is done here.
     pub fn write(&self) -> Written {
         let mut queue = self.queue.lock();
         let was_blocked = queue.blocked;
-        let written = Self::write_locked(&mut queue);
+        let written = self.write_locked(&mut queue);
         let takes_over = match written.state {
             WriteState::Blocked => !was_blocked,
             WriteState::Failed => true,
+            WriteState::Pending => {
+                queue.handed = true; // The caller hands it to the writer's next pass.
+                false
+            }
             WriteState::Drained | WriteState::Detached => false,
         };
         if takes_over {
@@ -417,8 +430,26 @@ impl Outbox {
         written
     }
 
-    fn write_locked(queue: &mut Queue) -> Written {
+    /// Waits until no write is under way (see [`Outbox::write_locked`]).
+    fn wait_landed(&self, queue: &mut MutexGuard<'_, Queue>) {
+        while queue.in_flight > 0 {
+            queue.waiting += 1;
+            self.landed.wait(queue);
+            queue.waiting -= 1;
+        }
+    }
+
+    /// Writes the queue, one send at a time, each with the lock released: the entries at the
+    /// front are taken (shared: a reference count each) and marked in flight, sent, and
+    /// accounted for once the lock is back. Fan-outs queue meanwhile instead of waiting for a
+    /// system call (a publisher never waits for a socket); the entries in flight stay at the
+    /// front, and whoever must write or release waits for the send (see
+    /// [`Outbox::wait_landed`]), after which this write stops and leaves the rest to it.
+    fn write_locked(&self, queue: &mut MutexGuard<'_, Queue>) -> Written {
         let mut written = Written { state: WriteState::Drained, bytes: 0, messages: 0 };
+        if queue.in_flight > 0 {
+            return written; // Another thread's write, which goes on until the queue is empty.
+        }
         let Some(fd) = queue.socket else {
             written.state = WriteState::Detached;
             return written;
@@ -428,30 +459,72 @@ impl Outbox {
             return written;
         }
         queue.handed = false;
-        // SAFETY: the descriptor stays open while it is attached: the task releases the outbox
-        // (under this lock) before it closes the socket.
-        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let socket = SockRef::from(&fd);
-        while !queue.frames.is_empty() {
-            match write_once(&socket, &queue.frames, queue.front_written) {
+        // What is queued now; what comes during the sends waits for the next write.
+        let mut budget = queue.unwritten;
+        while budget > 0 && !queue.frames.is_empty() {
+            let count = queue.frames.len().min(MAX_IOVECS);
+            let sent = if count <= STACK_IOVECS {
+                let mut few: [Option<OutFrame>; STACK_IOVECS] = Default::default();
+                few.iter_mut().zip(&queue.frames).for_each(|(slot, frame)| *slot = Some(frame.clone()));
+                self.send_unlocked(queue, fd, few.iter().flatten(), count)
+            } else {
+                let many: Vec<OutFrame> = queue.frames.iter().take(count).cloned().collect();
+                self.send_unlocked(queue, fd, many.iter(), count)
+            };
+            match sent {
                 Ok(n) => {
                     written.bytes += n;
                     written.messages += Self::advance(queue, n);
+                    budget = budget.saturating_sub(n);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     queue.blocked = true;
                     written.state = WriteState::Blocked;
                     break;
                 }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => {
                     queue.failed = true;
                     written.state = WriteState::Failed;
                     break;
                 }
             }
+            if queue.waiting > 0 {
+                break; // The task writes the rest, or releases the socket.
+            }
+        }
+        if written.state == WriteState::Drained && !queue.frames.is_empty() {
+            written.state = WriteState::Pending;
         }
         written
+    }
+
+    /// Sends `frames` (the first `count` entries of the queue, taken by the caller) with the
+    /// lock released, marked in flight meanwhile.
+    fn send_unlocked<'f>(
+        &self,
+        queue: &mut MutexGuard<'_, Queue>,
+        fd: RawFd,
+        frames: impl Iterator<Item = &'f OutFrame>,
+        count: usize,
+    ) -> std::io::Result<usize> {
+        let front_written = queue.front_written;
+        queue.in_flight = count as u16; // At most MAX_IOVECS.
+        let sent = MutexGuard::unlocked(queue, || {
+            catch_unwind(AssertUnwindSafe(|| {
+                #[cfg(test)]
+                self.pass_gate();
+                // SAFETY: the descriptor stays open while it is attached: the task releases the
+                // outbox, which waits for this write, before it closes the socket.
+                let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+                write_once(&SockRef::from(&fd), frames, count, front_written)
+            }))
+        });
+        queue.in_flight = 0;
+        if queue.waiting > 0 {
+            self.landed.notify_all();
+        }
+        sent.unwrap_or_else(|panic| resume_unwind(panic))
     }
 
     /// Accounts for `written` bytes from the front of the queue; returns how many data messages
@@ -531,16 +604,22 @@ impl Outbox {
         self.queue.lock().wake();
     }
 
-    /// Holds the queue as a write does, until the returned guard is dropped, for tests.
+    /// Makes the next write stop before its send, with the lock released, for tests: returns
+    /// what hears that it stopped, and what lets it go on.
     #[cfg(test)]
-    pub(crate) fn hold(&self) -> impl Sized + '_ {
-        self.queue.lock()
+    pub(crate) fn gate(&self) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+        let ((stopped, stops), (go, waits)) = (std::sync::mpsc::channel(), std::sync::mpsc::channel());
+        *self.gate.lock() = Some(Gate { stopped, go: waits });
+        (stops, go)
     }
 
-    /// How many frames fan-outs queued here, read without the lock, for tests.
     #[cfg(test)]
-    pub(crate) fn fanned_out(&self) -> usize {
-        self.fanned_out.load(std::sync::atomic::Ordering::Relaxed)
+    fn pass_gate(&self) {
+        let gate = self.gate.lock().take();
+        if let Some(gate) = gate {
+            let _ = gate.stopped.send(());
+            let _ = gate.go.recv();
+        }
     }
 
     /// Whether the task was woken since it last looked (and clears that), for tests.
@@ -558,6 +637,14 @@ impl Outbox {
     }
 }
 
+/// Where a write stops before its send (see [`Outbox::gate`]).
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct Gate {
+    stopped: std::sync::mpsc::Sender<()>,
+    go: std::sync::mpsc::Receiver<()>,
+}
+
 /// Frames per vectored write: Linux's `IOV_MAX`. A connection that fell behind (a fast publisher)
 /// catches up with few, large writes; in the issue-6 fan-out benchmark, going from 64 to 1,024
 /// cut the server's CPU per delivery by about a third.
@@ -565,26 +652,30 @@ const MAX_IOVECS: usize = 1024;
 /// Frames per write that fit in the array on the stack; more (a backlog) take a `Vec`.
 const STACK_IOVECS: usize = 16;
 
-/// One vectored write of the front of `frames`.
-fn write_once(socket: &SockRef<'_>, frames: &VecDeque<OutFrame>, front_written: usize) -> std::io::Result<usize> {
-    fn slice(at: usize, frame: &OutFrame, front_written: usize) -> IoSlice<'_> {
-        IoSlice::new(&frame.as_slice()[if at == 0 { front_written } else { 0 }..])
-    }
-    if frames.len() == 1 {
+/// One write of `frames` (`count` of them), the first from `front_written` on.
+fn write_once<'f>(
+    socket: &SockRef<'_>,
+    mut frames: impl Iterator<Item = &'f OutFrame>,
+    count: usize,
+    front_written: usize,
+) -> std::io::Result<usize> {
+    let first = frames.next().map_or(&[][..], |frame| &frame.as_slice()[front_written..]);
+    if count == 1 {
         // The most common write (a room's frames are one arena span): `send` takes the slice
         // as it is, where `sendmsg` copies a header and an iovec array in from user space.
-        return socket.send(&frames[0].as_slice()[front_written..]);
+        return socket.send(first);
     }
-    if frames.len() <= STACK_IOVECS {
-        // The common case (a few frames per write): no allocation, a small array to fill.
+    if count <= STACK_IOVECS {
+        // A few entries: no allocation, a small array to fill.
         let mut slices = [IoSlice::new(&[]); STACK_IOVECS];
-        for (at, frame) in frames.iter().enumerate() {
-            slices[at] = slice(at, frame, front_written);
+        slices[0] = IoSlice::new(first);
+        for (slot, frame) in slices[1..].iter_mut().zip(frames) {
+            *slot = IoSlice::new(frame.as_slice());
         }
-        return socket.send_vectored(&slices[..frames.len()]);
+        return socket.send_vectored(&slices[..count]);
     }
     let slices: Vec<IoSlice<'_>> =
-        frames.iter().take(MAX_IOVECS).enumerate().map(|(at, frame)| slice(at, frame, front_written)).collect();
+        std::iter::once(IoSlice::new(first)).chain(frames.map(|frame| IoSlice::new(frame.as_slice()))).collect();
     socket.send_vectored(&slices)
 }
 
@@ -774,19 +865,80 @@ mod tests {
     }
 
     #[test]
-    fn a_fan_out_does_not_wait_for_a_queue_a_write_holds() {
-        let (outbox, _ours, _theirs) = attached();
+    fn a_fan_out_queues_while_a_write_is_under_way_and_waits_for_the_next_write() {
+        let (outbox, _ours, mut theirs) = attached();
+        let outbox = std::sync::Arc::new(outbox);
         let mut arena = crate::arena::Arena::default();
-        let span = arena.append(b"m").unwrap();
-        {
-            let _writing = outbox.queue.lock();
-            assert_eq!(outbox.try_push_span(&span, usize::MAX), None, "held: nothing queued");
-            assert_eq!(outbox.try_push_deferred(frame(1), usize::MAX), None);
-        }
-        assert_eq!(outbox.unwritten(), 0);
-        assert_eq!(outbox.try_push_span(&span, usize::MAX), Some(Push::Write), "free again");
-        assert_eq!(outbox.try_push_deferred(frame(1), usize::MAX), Some(Push::Queued));
-        assert_eq!(outbox.unwritten(), span.len() + 1);
+        let (first, second) = (arena.append(b"ab").unwrap(), arena.append(b"cd").unwrap());
+        assert_eq!(outbox.push_span(&first, usize::MAX), Push::Write);
+        let (stopped, go) = outbox.gate();
+        let writer = std::thread::spawn({
+            let outbox = outbox.clone();
+            move || outbox.write()
+        });
+        stopped.recv().unwrap();
+        // The write is under way, its lock released: a fan-out neither waits nor extends the
+        // entry being sent, and a second writer leaves the queue to the first.
+        assert_eq!(outbox.push_span(&second, usize::MAX), Push::Queued);
+        assert_eq!(outbox.push_deferred(frame(1), usize::MAX), Push::Queued);
+        assert_eq!(outbox.write().bytes, 0);
+        assert_eq!(outbox.queue.lock().frames.len(), 3);
+        go.send(()).unwrap();
+        let written = writer.join().unwrap();
+        assert_eq!((written.state, written.bytes, written.messages), (WriteState::Pending, 2, 1));
+        assert!(outbox.queue.lock().handed, "handed to the writer's next pass");
+        let written = outbox.write();
+        assert_eq!((written.state, written.bytes, written.messages), (WriteState::Drained, 3, 2));
+        let mut bytes = [0; 5];
+        theirs.read_exact(&mut bytes).unwrap();
+        assert_eq!(&bytes[..4], b"abcd");
+    }
+
+    #[test]
+    fn what_comes_during_the_tasks_write_is_written_on_its_next_turn() {
+        let (outbox, _ours, _theirs) = attached();
+        let outbox = std::sync::Arc::new(outbox);
+        outbox.push_unbounded(frame(2));
+        outbox.take_woken();
+        let (stopped, go) = outbox.gate();
+        let task = std::thread::spawn({
+            let outbox = outbox.clone();
+            move || outbox.write_from_task(false)
+        });
+        stopped.recv().unwrap();
+        outbox.push(frame(3), usize::MAX);
+        go.send(()).unwrap();
+        assert_eq!(task.join().unwrap().state, WriteState::Pending);
+        assert!(outbox.take_woken(), "the task is woken for the rest");
+        assert_eq!(outbox.write_from_task(false).bytes, 3);
+    }
+
+    #[test]
+    fn the_task_and_a_release_wait_for_a_write_under_way_and_a_discard_keeps_its_entries() {
+        let (outbox, _ours, mut theirs) = attached();
+        let outbox = std::sync::Arc::new(outbox);
+        outbox.push_deferred(frame(3), usize::MAX);
+        let (stopped, go) = outbox.gate();
+        let writer = std::thread::spawn({
+            let outbox = outbox.clone();
+            move || outbox.write()
+        });
+        stopped.recv().unwrap();
+        outbox.push_deferred(frame(4), usize::MAX);
+        // A slow consumer's discard while the first frame is being sent: it keeps that one.
+        assert_eq!(outbox.command(close(1008), true), Some(1));
+        let task = std::thread::spawn({
+            let outbox = outbox.clone();
+            move || outbox.write_from_task(false)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!task.is_finished(), "the task waits for the send under way");
+        go.send(()).unwrap();
+        assert_eq!(writer.join().unwrap().bytes, 3);
+        assert_eq!(task.join().unwrap().bytes, 0, "nothing left to write");
+        assert_eq!(outbox.release(), 0);
+        let mut bytes = [0; 3];
+        theirs.read_exact(&mut bytes).unwrap();
     }
 
     #[test]

@@ -200,23 +200,17 @@ impl Room {
             let v1 = v1_frame.as_ref().filter(|_| self.v1_members > 0).map(|frame| v1_arena.append(frame));
             (raw.flatten(), v1.flatten())
         };
-        let deliver = |member: &Arc<Connection>, writes: &mut Writes, wait: bool| match &v1_frame {
+        let deliver = |member: &Arc<Connection>, writes: &mut Writes| match &v1_frame {
             Some(frame) if member.is_v1() => match &v1_span {
-                Some(span) => member.deliver_span(span, writes, wait),
-                None => member.deliver_fanout(frame, writes, wait),
+                Some(span) => member.deliver_span(span, writes),
+                None => member.deliver_fanout(frame, writes),
             },
             _ => match &raw_span {
-                Some(span) => member.deliver_span(span, writes, wait),
-                None => member.deliver_fanout(publication.raw_frame(), writes, wait),
+                Some(span) => member.deliver_span(span, writes),
+                None => member.deliver_fanout(publication.raw_frame(), writes),
             },
         };
         let mut delivered = 0;
-        // Members whose queue was locked (most often by a write): served after the others.
-        // Waiting for each would
-        // keep the publisher one step behind the fan-out's writer (it writes in the same order),
-        // at the pace of its sends, for the rest of a pass: a broadcast to 10,000 members took
-        // up to 180 ms that way, and its messages missed that pass.
-        let mut busy = Vec::new();
         for (at, member) in self.members.iter().enumerate() {
             if let Some(ahead) = self.members.get(at + PREFETCH_AHEAD) {
                 ahead.prefetch();
@@ -227,13 +221,7 @@ impl Room {
             if !(v1_frame.is_some() && member.is_v1()) && seen.as_mut().is_some_and(|seen| !seen.insert(member.id())) {
                 continue;
             }
-            match deliver(member, writes, false) {
-                Some(taken) => delivered += taken as usize,
-                None => busy.push(member),
-            }
-        }
-        for member in busy {
-            delivered += deliver(member, writes, true).unwrap_or(false) as usize;
+            delivered += deliver(member, writes) as usize;
         }
         Published { delivered, offset }
     }
@@ -589,29 +577,6 @@ mod tests {
         registry.leave_all(&b);
         assert_eq!(registry.room_count(), 0, "empty rooms disappear");
         assert!(a.rooms().is_empty());
-    }
-
-    #[test]
-    fn a_publication_reaches_the_other_members_while_a_write_holds_one() {
-        let registry = Arc::new(Registry::default());
-        let members = [detached(1), detached(2), detached(3)];
-        for conn in &members {
-            registry.join("x", conn, JoinBy::Server).unwrap();
-        }
-        let writing = members[0].outbox().hold();
-        let publisher = {
-            let registry = registry.clone();
-            std::thread::spawn(move || registry.publish("x", &text("hi"), &[]).delivered)
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        // Watched without their locks, which the publisher must find free.
-        while members[1..].iter().any(|m| m.outbox().fanned_out() == 0) {
-            assert!(std::time::Instant::now() < deadline, "the publisher waited for the first member");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        drop(writing);
-        assert_eq!(publisher.join().unwrap(), 3, "then the first member too");
-        assert!(members.iter().all(|m| queued(m).len() == 1));
     }
 
     #[test]
