@@ -290,6 +290,7 @@ impl Connection {
         let stats = &self.endpoint.stats;
         add(&stats.bytes_out, written.bytes as u64);
         add(&stats.messages_out, written.messages);
+        add(&stats.dropped_messages, written.discarded);
     }
 
     /// Starts the closing handshake after what is already queued; the socket is dropped if the

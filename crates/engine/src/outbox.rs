@@ -150,6 +150,9 @@ struct Queue {
     in_flight: u16,
     /// Callers waiting for the write under way to end (the task to write, or to release).
     waiting: u8,
+    /// A discard came while a write was under way: what that write leaves of its entries is
+    /// discarded when it ends.
+    discard_after_flight: bool,
 }
 
 impl Queue {
@@ -188,6 +191,8 @@ pub struct Written {
     pub bytes: usize,
     /// Data messages completely written.
     pub messages: u64,
+    /// Data messages a slow consumer's discard removed once the write they were part of ended.
+    pub discarded: u64,
 }
 
 /// The outgoing queue, the socket it is written to, and the wake-up of the connection's task.
@@ -295,12 +300,12 @@ impl Outbox {
 
     /// Queues a frame; wakes the task when the queue was empty (whoever writes drains the whole
     /// queue, so only the first frame needs a wake-up) or, when `urgent`, if the queue is waiting
-    /// for the engine's writer.
+    /// for the engine's writer or a write is under way (which would leave it to a later one).
     fn enqueue(&self, queue: &mut Queue, frame: OutFrame, urgent: bool) {
         queue.unwritten += frame.len();
         let was_empty = queue.frames.is_empty();
         queue.frames.push_back(frame);
-        if was_empty || (urgent && queue.handed) {
+        if was_empty || (urgent && (queue.handed || queue.in_flight > 0)) {
             queue.handed = false;
             queue.wake();
         }
@@ -343,9 +348,15 @@ impl Outbox {
         if !discard {
             return Some(0);
         }
-        let (mut discarded, mut bytes) = (0, 0);
-        // The entries a write is sending, or at least a partly written front.
+        // The entries a write is sending stay until it ends, and what it leaves of them goes then.
+        queue.discard_after_flight = queue.in_flight > 0;
         let keep_first = usize::from(queue.in_flight).max(usize::from(queue.front_written > 0));
+        Some(Self::discard(queue, keep_first))
+    }
+
+    /// Removes the queued data messages but the first `keep_first` entries; returns how many.
+    fn discard(queue: &mut Queue, keep_first: usize) -> usize {
+        let (mut discarded, mut bytes) = (0, 0);
         let mut at = 0;
         let mut spans = 0;
         queue.frames.retain(|f| {
@@ -360,7 +371,7 @@ impl Outbox {
         });
         queue.spans -= spans;
         queue.unwritten -= bytes;
-        Some(discarded)
+        discarded
     }
 
     /// Stops the queue and hands `command` to the task; the queued data messages are discarded
@@ -410,7 +421,8 @@ impl Outbox {
     /// Writes what is queued, for anyone but the connection's task (a fan-out's writer). When
     /// the socket blocks or fails, the task is woken to take over; [`WriteState::Pending`] asks
     /// the caller to hand the connection to the writer's next pass. When a write is under way
-    /// already (the task's), that one writes what is queued: nothing is done here.
+    /// already (the task's, or another pass task's), nothing is done here: that write hands on
+    /// what it leaves.
     pub fn write(&self) -> Written {
         let mut queue = self.queue.lock();
         let was_blocked = queue.blocked;
@@ -446,9 +458,11 @@ impl Outbox {
     /// front, and whoever must write or release waits for the send (see
     /// [`Outbox::wait_landed`]), after which this write stops and leaves the rest to it.
     fn write_locked(&self, queue: &mut MutexGuard<'_, Queue>) -> Written {
-        let mut written = Written { state: WriteState::Drained, bytes: 0, messages: 0 };
+        let mut written = Written { state: WriteState::Drained, bytes: 0, messages: 0, discarded: 0 };
         if queue.in_flight > 0 {
-            return written; // Another thread's write, which goes on until the queue is empty.
+            // Another writer's (the task's, or another task of a pass): what it does not send, it
+            // hands on when it ends (`Pending`).
+            return written;
         }
         let Some(fd) = queue.socket else {
             written.state = WriteState::Detached;
@@ -471,12 +485,17 @@ impl Outbox {
                 let many: Vec<OutFrame> = queue.frames.iter().take(count).cloned().collect();
                 self.send_unlocked(queue, fd, many.iter(), count)
             };
+            let sent = sent.inspect(|&n| {
+                written.bytes += n;
+                written.messages += Self::advance(queue, n);
+            });
+            if std::mem::take(&mut queue.discard_after_flight) {
+                // Keeps a partly written front (its frame must end before the close frame).
+                let keep_front = usize::from(queue.front_written > 0);
+                written.discarded += Self::discard(queue, keep_front) as u64;
+            }
             match sent {
-                Ok(n) => {
-                    written.bytes += n;
-                    written.messages += Self::advance(queue, n);
-                    budget = budget.saturating_sub(n);
-                }
+                Ok(n) => budget = budget.saturating_sub(n),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     queue.blocked = true;
                     written.state = WriteState::Blocked;
@@ -913,9 +932,78 @@ mod tests {
         assert_eq!(outbox.write_from_task(false).bytes, 3);
     }
 
+    /// Waits (at most 10 s) until `done` holds.
+    fn eventually(done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     #[test]
-    fn the_task_and_a_release_wait_for_a_write_under_way_and_a_discard_keeps_its_entries() {
+    fn the_task_and_a_release_wait_for_a_write_under_way() {
         let (outbox, _ours, mut theirs) = attached();
+        let outbox = std::sync::Arc::new(outbox);
+        let spawn = |f: fn(&Outbox) -> Written| {
+            let outbox = outbox.clone();
+            std::thread::spawn(move || f(&outbox))
+        };
+        outbox.push_deferred(frame(3), usize::MAX);
+        let (stopped, go) = outbox.gate();
+        let writer = spawn(Outbox::write);
+        stopped.recv().unwrap();
+        let task = spawn(|outbox| outbox.write_from_task(false));
+        eventually(|| outbox.queue.lock().waiting == 1);
+        go.send(()).unwrap();
+        assert_eq!(writer.join().unwrap().bytes, 3);
+        assert_eq!(task.join().unwrap().bytes, 0, "nothing left to write");
+
+        outbox.push_deferred(frame(2), usize::MAX);
+        let (stopped, go) = outbox.gate();
+        let writer = spawn(Outbox::write);
+        stopped.recv().unwrap();
+        let release = std::thread::spawn({
+            let outbox = outbox.clone();
+            move || outbox.release()
+        });
+        // Until the send is over, the socket must stay attached (the task closes it next).
+        eventually(|| outbox.queue.lock().waiting == 1);
+        assert!(outbox.queue.lock().socket.is_some());
+        go.send(()).unwrap();
+        assert_eq!(writer.join().unwrap().bytes, 2);
+        assert_eq!(release.join().unwrap(), 0);
+        let mut bytes = [0; 5];
+        theirs.read_exact(&mut bytes).unwrap();
+    }
+
+    #[test]
+    fn a_discard_during_a_write_keeps_its_entries_then_removes_what_it_did_not_send() {
+        let (outbox, _ours, _theirs) = attached();
+        let outbox = std::sync::Arc::new(outbox);
+        for _ in 0..3 {
+            outbox.push_deferred(frame(1 << 20), usize::MAX); // More than the socket takes at once.
+        }
+        let (stopped, go) = outbox.gate();
+        let writer = std::thread::spawn({
+            let outbox = outbox.clone();
+            move || outbox.write()
+        });
+        stopped.recv().unwrap();
+        assert_eq!(outbox.command(close(1008), true), Some(0), "all three are being sent");
+        assert_eq!(outbox.queue.lock().frames.len(), 3);
+        go.send(()).unwrap();
+        let written = writer.join().unwrap();
+        assert_eq!((written.state, written.messages, written.discarded), (WriteState::Blocked, 0, 2));
+        let queue = outbox.queue.lock();
+        assert_eq!(queue.frames.len(), 1, "the partly written frame stays, to be finished");
+        assert!(queue.front_written > 0);
+        assert_eq!(queue.unwritten, (1 << 20) - queue.front_written);
+    }
+
+    #[test]
+    fn a_reply_queued_during_a_write_wakes_the_task() {
+        let (outbox, _ours, _theirs) = attached();
         let outbox = std::sync::Arc::new(outbox);
         outbox.push_deferred(frame(3), usize::MAX);
         let (stopped, go) = outbox.gate();
@@ -924,21 +1012,11 @@ mod tests {
             move || outbox.write()
         });
         stopped.recv().unwrap();
-        outbox.push_deferred(frame(4), usize::MAX);
-        // A slow consumer's discard while the first frame is being sent: it keeps that one.
-        assert_eq!(outbox.command(close(1008), true), Some(1));
-        let task = std::thread::spawn({
-            let outbox = outbox.clone();
-            move || outbox.write_from_task(false)
-        });
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        assert!(!task.is_finished(), "the task waits for the send under way");
+        outbox.take_woken();
+        outbox.push(OutFrame::control(Bytes::from_static(b"pong")), usize::MAX);
+        assert!(outbox.take_woken(), "not left for the writer's next pass");
         go.send(()).unwrap();
-        assert_eq!(writer.join().unwrap().bytes, 3);
-        assert_eq!(task.join().unwrap().bytes, 0, "nothing left to write");
-        assert_eq!(outbox.release(), 0);
-        let mut bytes = [0; 3];
-        theirs.read_exact(&mut bytes).unwrap();
+        writer.join().unwrap();
     }
 
     #[test]
