@@ -378,6 +378,35 @@ pub(crate) mod tests {
         frames
     }
 
+    #[test]
+    fn what_a_fan_out_queues_during_the_writers_send_goes_out_in_its_next_pass() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let conn = detached(1);
+        conn.endpoint.engine.runtime(1);
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        conn.outbox().attach(ours.as_raw_fd());
+        let frame = |byte: u8| OutFrame::message(Bytes::from(vec![byte; 4]));
+        assert_eq!(conn.outbox().push_deferred(frame(1), usize::MAX), Push::Write);
+        let (stopped, go) = conn.outbox().gate();
+        let writer = std::thread::spawn({
+            let conn = conn.clone();
+            move || conn.write_queued()
+        });
+        stopped.recv().unwrap();
+        assert_eq!(conn.outbox().push_deferred(frame(2), usize::MAX), Push::Queued, "no hand-over");
+        go.send(()).unwrap();
+        writer.join().unwrap();
+        // The second frame came after the send started: that write leaves it, and hands the
+        // connection to the writer's next pass, which runs on the engine's runtime.
+        theirs.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut bytes = [0; 8];
+        theirs.read_exact(&mut bytes).expect("both frames arrive");
+        assert_eq!(bytes, [1, 1, 1, 1, 2, 2, 2, 2]);
+        conn.outbox().release();
+    }
+
     /// A connection with no socket whose queue holds 10 bytes, under `policy`.
     fn bounded(policy: SlowConsumerPolicy, protocol: Protocol) -> (Arc<EndpointShared>, Connection) {
         let config = EndpointConfig { max_buffered_bytes: 10, slow_consumer: policy, ..EndpointConfig::default() };
