@@ -224,25 +224,19 @@ impl Outbox {
     /// it returns [`Push::Write`] instead of waking the task: the caller gets it written (a
     /// fan-out hands all such connections to the runtime at once, see `Engine::write_soon`).
     pub fn push_deferred(&self, frame: OutFrame, limit: usize) -> Push {
-        self.push_deferred_to(&mut self.queue.lock(), frame, limit)
-    }
-
-    fn push_deferred_to(&self, queue: &mut Queue, frame: OutFrame, limit: usize) -> Push {
-        let push = Self::admit(queue, frame.len(), limit);
+        let mut queue = self.queue.lock();
+        let push = Self::admit(&queue, frame.len(), limit);
         if push != Push::Queued {
             return push;
         }
-        self.defer(queue, frame)
+        self.defer(&mut queue, frame)
     }
 
     /// Queues a message of a room's arena like [`Outbox::push_deferred`]; when the bytes queued
     /// last end where it starts, they are extended instead (no new frame in the queue).
     pub fn push_span(&self, span: &Span, limit: usize) -> Push {
-        self.push_span_to(&mut self.queue.lock(), span, limit)
-    }
-
-    fn push_span_to(&self, queue: &mut Queue, span: &Span, limit: usize) -> Push {
-        let push = Self::admit(queue, span.len(), limit);
+        let mut queue = self.queue.lock();
+        let push = Self::admit(&queue, span.len(), limit);
         if push != Push::Queued {
             return push;
         }
@@ -268,7 +262,7 @@ impl Outbox {
         } else {
             OutFrame::message(Bytes::copy_from_slice(span.as_slice()))
         };
-        self.defer(queue, frame)
+        self.defer(&mut queue, frame)
     }
 
     fn defer(&self, queue: &mut Queue, frame: OutFrame) -> Push {

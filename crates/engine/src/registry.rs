@@ -19,7 +19,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
-use crate::arena::Arena;
+use crate::arena::{Arena, Span};
 use crate::config::RoomsConfig;
 use crate::connection::{ConnId, Connection, Writes};
 use crate::envelope::{self, ErrorCode, Ref, RoomState};
@@ -200,15 +200,9 @@ impl Room {
             let v1 = v1_frame.as_ref().filter(|_| self.v1_members > 0).map(|frame| v1_arena.append(frame));
             (raw.flatten(), v1.flatten())
         };
-        let deliver = |member: &Arc<Connection>, writes: &mut Writes| match &v1_frame {
-            Some(frame) if member.is_v1() => match &v1_span {
-                Some(span) => member.deliver_span(span, writes),
-                None => member.deliver_fanout(frame, writes),
-            },
-            _ => match &raw_span {
-                Some(span) => member.deliver_span(span, writes),
-                None => member.deliver_fanout(publication.raw_frame(), writes),
-            },
+        let deliver = |member: &Arc<Connection>, span: &Option<Span>, frame: &Bytes, writes: &mut Writes| match span {
+            Some(span) => member.deliver_span(span, writes),
+            None => member.deliver_fanout(frame, writes),
         };
         let mut delivered = 0;
         for (at, member) in self.members.iter().enumerate() {
@@ -218,10 +212,12 @@ impl Room {
             if !except.is_empty() && except.contains(&member.id()) {
                 continue;
             }
-            if !(v1_frame.is_some() && member.is_v1()) && seen.as_mut().is_some_and(|seen| !seen.insert(member.id())) {
-                continue;
-            }
-            delivered += deliver(member, writes) as usize;
+            let taken = match &v1_frame {
+                Some(frame) if member.is_v1() => deliver(member, &v1_span, frame, writes),
+                _ if seen.as_mut().is_some_and(|seen| !seen.insert(member.id())) => false,
+                _ => deliver(member, &raw_span, publication.raw_frame(), writes),
+            };
+            delivered += taken as usize;
         }
         Published { delivered, offset }
     }
