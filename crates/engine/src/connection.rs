@@ -224,20 +224,16 @@ impl Connection {
     /// ~0.24 µs per member in scenario (b) of the benchmark).
     #[inline]
     pub(crate) fn prefetch(self: &Arc<Self>) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            // From the reference counts (a fan-out clones the `Arc`) to the end of the fields.
-            let start = Arc::as_ptr(self).cast::<i8>().wrapping_sub(2 * size_of::<usize>());
-            let len = 2 * size_of::<usize>() + size_of::<Connection>();
-            let misaligned = start.addr() % 64;
-            let start = start.wrapping_sub(misaligned);
-            for line in (0..misaligned + len).step_by(64) {
-                // SAFETY: a prefetch is a hint to the CPU: it reads nothing the program sees and
-                // never faults, whatever the address.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line)) };
-            }
-        }
+        // From the reference counts (a fan-out clones the `Arc`) to the end of the fields.
+        let start = Arc::as_ptr(self).cast::<u8>().wrapping_sub(2 * size_of::<usize>());
+        crate::prefetch(start, 2 * size_of::<usize>() + size_of::<Connection>());
+    }
+
+    /// Starts loading the end of the connection's queue (see [`Outbox::prefetch_tail`]); call it
+    /// once [`Connection::prefetch`] had time to load the connection.
+    #[inline]
+    pub(crate) fn prefetch_queue(&self) {
+        self.outbox.prefetch_tail();
     }
 
     fn settle_fanout(self: &Arc<Self>, push: Push, writes: &mut Writes) -> bool {

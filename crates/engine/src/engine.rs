@@ -31,9 +31,19 @@ const WRITES_PER_TAKE: usize = 16;
 /// message is written as soon as it is published).
 const PACE_FROM: Duration = Duration::from_micros(500);
 /// The pause after a write pass, as a share of the pass (see [`Engine::write_soon`]).
-const PACE_SHARE: u32 = 4;
+const PACE_SHARE: u32 = 6;
 /// The longest pause after a long write pass.
 const PACE_MAX: Duration = Duration::from_millis(5);
+
+/// Sleeps for `length`, to within tens of microseconds. tokio's timers count whole
+/// milliseconds and their sleeps ran 1–2 ms past a few-millisecond pause (a quarter of a
+/// 15 ms pass, 3.6 ms, took ~5): the writer's cycle was longer than set, by a varying amount.
+/// A blocking thread of the runtime's pool sleeps instead; the writer pauses at most once per
+/// pass, so that costs a hand-over per pass.
+async fn pause(length: Duration) {
+    // An error only means the runtime is shutting down: nothing is left to write then.
+    let _ = tokio::task::spawn_blocking(move || std::thread::sleep(length)).await;
+}
 
 /// Rooms, the broker in front of them, every open connection by id and by user, and the
 /// runtime that runs connections.
@@ -70,16 +80,21 @@ impl PendingWrites {
             // catches its own panics, see `Connection::write_queued`).
             let pass = Arc::new(Pass::new(connections));
             let mut tasks = tokio::task::JoinSet::new();
-            pass.spawn_writers(&mut tasks, |connection, next| {
-                if let Some(next) = next {
-                    next.prefetch(); // Loads while this one's send runs.
+            pass.spawn_writers(&mut tasks, |connection, ahead| {
+                // Loaded while this one's send runs: the connection after next, and the end of
+                // the next one's queue (its connection was loaded during the last send).
+                if let Some(after_next) = ahead.get(1) {
+                    after_next.prefetch();
+                }
+                if let Some(next) = ahead.first() {
+                    next.prefetch_queue();
                 }
                 connection.write_queued();
             });
             while tasks.join_next().await.is_some() {}
             let took = started.elapsed();
             if took >= PACE_FROM {
-                tokio::time::sleep((took / PACE_SHARE).min(PACE_MAX)).await;
+                pause((took / PACE_SHARE).min(PACE_MAX)).await;
             }
         }
     }
@@ -103,10 +118,10 @@ impl<T: Send + Sync + 'static> Pass<T> {
     }
 
     /// Spawns one task per [`WRITES_PER_TASK`] items (spread over the runtime's threads); they
-    /// call `write` with each item, and the one after it, in order.
+    /// call `write` with each item, and the ones after it, in order.
     fn spawn_writers<F>(self: &Arc<Self>, tasks: &mut tokio::task::JoinSet<()>, write: F)
     where
-        F: Fn(&T, Option<&T>) + Clone + Send + 'static,
+        F: Fn(&T, &[T]) + Clone + Send + 'static,
     {
         for _ in 0..self.items.len().div_ceil(WRITES_PER_TASK) {
             let (pass, write) = (self.clone(), write.clone());
@@ -116,13 +131,13 @@ impl<T: Send + Sync + 'static> Pass<T> {
 
     /// Writes from the shared cursor until nothing is left, [`WRITES_PER_TAKE`] items at a time,
     /// yielding to the runtime after every [`WRITES_PER_TASK`].
-    async fn write(&self, write: impl Fn(&T, Option<&T>)) {
+    async fn write(&self, write: impl Fn(&T, &[T])) {
         let mut since_yield = 0;
         loop {
             let from = self.next.fetch_add(WRITES_PER_TAKE, Relaxed);
             let Some(rest) = self.items.get(from..) else { break };
             for (at, item) in rest.iter().take(WRITES_PER_TAKE).enumerate() {
-                write(item, rest.get(at + 1));
+                write(item, &rest[at + 1..]);
             }
             since_yield += WRITES_PER_TAKE;
             if since_yield >= WRITES_PER_TASK {
@@ -229,14 +244,13 @@ impl Engine {
     /// them to the engine's writer, which writes every connection it was given in one pass.
     ///
     /// After a pass that took a while (a big room, or the machine busy), the writer pauses for
-    /// a quarter of the time the pass took, at most [`PACE_MAX`]: what is published meanwhile
+    /// a sixth of the time the pass took, at most [`PACE_MAX`]: what is published meanwhile
     /// is written with what is already queued, in one vectored write per connection. On
     /// loopback a write costs ~12–20 µs whatever it carries, so under load fuller writes are
     /// what keeps the CPU per delivery down (and leaves some to the JavaScript thread). The
-    /// price is latency: a publication that follows a long pass waits at most a quarter of it
-    /// (≤ 5 ms; tokio's timers count whole milliseconds, so after a pass of 0.5–4 ms it is about
-    /// 1 ms); after short passes (small rooms, light load) nothing waits. Frames that must
-    /// not wait (replies, pongs, direct sends) wake the connection's task instead.
+    /// price is latency: a publication that follows a long pass waits at most a sixth of it
+    /// (≤ 5 ms); after short passes (< 0.5 ms: small rooms, light load) nothing waits. Frames
+    /// that must not wait (replies, pongs, direct sends) wake the connection's task instead.
     pub(crate) fn write_soon(&self, connections: Vec<Arc<Connection>>) {
         if self.runtime.get().is_none() {
             return; // No runtime, so no socket either: nothing to write to.
@@ -344,8 +358,8 @@ mod tests {
         let writer = runtime.spawn(async move {
             let pass = Arc::new(Pass::new((0..count).collect::<Vec<usize>>()));
             let mut tasks = tokio::task::JoinSet::new();
-            pass.spawn_writers(&mut tasks, move |item, next| {
-                assert_eq!(next.copied(), (item + 1 < count).then_some(item + 1));
+            pass.spawn_writers(&mut tasks, move |item, ahead| {
+                assert_eq!(ahead, (item + 1..count).collect::<Vec<_>>());
                 record.lock().push(*item);
             });
             while tasks.join_next().await.is_some() {}

@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::io::{ErrorKind, IoSlice};
 use std::os::fd::{BorrowedFd, RawFd};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -199,6 +200,10 @@ pub struct Written {
 #[derive(Debug, Default)]
 pub struct Outbox {
     queue: Mutex<Queue>,
+    /// Where the queue's last entry was after the last push: a fan-out loads it into the cache
+    /// a few members ahead ([`Outbox::prefetch_tail`]). Only a hint: it goes stale when the
+    /// queue's buffer moves, and is never read through.
+    tail: AtomicUsize,
     /// Signalled when a write under way ends and someone waits for it.
     landed: Condvar,
     /// While set, a write under way waits here before its send, for tests to act meanwhile.
@@ -269,11 +274,29 @@ impl Outbox {
         if queue.frames.is_empty() && queue.socket.is_some() && !queue.blocked && !queue.failed {
             queue.unwritten += frame.len();
             queue.frames.push_back(frame);
+            self.note_tail(queue);
             queue.handed = true;
             return Push::Write;
         }
         self.enqueue(queue, frame, false);
         Push::Queued
+    }
+
+    fn note_tail(&self, queue: &Queue) {
+        let tail = queue.frames.back().map_or(0, |last| std::ptr::from_ref(last).addr());
+        self.tail.store(tail, Ordering::Relaxed);
+    }
+
+    /// Starts loading the queue's last entry and the slot after it (what a push reads or
+    /// writes) into the cache. A fan-out calls it a few members ahead: the entries live in
+    /// their own allocation, and missing it was most of a publication's cost per member
+    /// (~0.1 µs, scenario (b) of the benchmark).
+    #[inline]
+    pub fn prefetch_tail(&self) {
+        let tail = self.tail.load(Ordering::Relaxed);
+        if tail != 0 {
+            crate::prefetch(std::ptr::without_provenance(tail), 2 * size_of::<OutFrame>());
+        }
     }
 
     fn admit(queue: &Queue, len: usize, limit: usize) -> Push {
@@ -299,6 +322,7 @@ impl Outbox {
         queue.unwritten += frame.len();
         let was_empty = queue.frames.is_empty();
         queue.frames.push_back(frame);
+        self.note_tail(queue);
         if was_empty || (urgent && (queue.handed || queue.in_flight > 0)) {
             queue.handed = false;
             queue.wake();

@@ -77,7 +77,8 @@ pub struct HistoryPage {
     pub entries: Vec<Entry>,
 }
 
-/// How many members ahead of the one it reaches a fan-out starts loading one's queue.
+/// How many members ahead of the one it reaches a fan-out starts loading one (and, half as
+/// many ahead, the end of its queue).
 const PREFETCH_AHEAD: usize = 8;
 
 /// A room's members: a vector for the fan-out to iterate, and each member's place in it, so
@@ -208,6 +209,9 @@ impl Room {
         for (at, member) in self.members.iter().enumerate() {
             if let Some(ahead) = self.members.get(at + PREFETCH_AHEAD) {
                 ahead.prefetch();
+            }
+            if let Some(ahead) = self.members.get(at + PREFETCH_AHEAD / 2) {
+                ahead.prefetch_queue(); // Its connection was asked for four members ago.
             }
             if !except.is_empty() && except.contains(&member.id()) {
                 continue;
