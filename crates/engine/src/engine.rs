@@ -8,6 +8,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
+#[cfg(target_os = "linux")]
+use tokio::io::unix::AsyncFd;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Notify;
 
@@ -32,17 +34,72 @@ const WRITES_PER_TAKE: usize = 16;
 const PACE_FROM: Duration = Duration::from_micros(500);
 /// The pause after a write pass, as a share of the pass (see [`Engine::write_soon`]).
 const PACE_SHARE: u32 = 6;
+/// The shortest pause: after a short pass (a few dozen connections, as relays make them), a
+/// shorter one only makes more passes, each write carrying fewer messages (scenario (e) of the
+/// benchmark: more CPU per delivery, and a longer tail of latency).
+const PACE_MIN: Duration = Duration::from_millis(1);
 /// The longest pause after a long write pass.
 const PACE_MAX: Duration = Duration::from_millis(5);
 
-/// Sleeps for `length`, to within tens of microseconds. tokio's timers count whole
-/// milliseconds and their sleeps ran 1–2 ms past a few-millisecond pause (a quarter of a
-/// 15 ms pass, 3.6 ms, took ~5): the writer's cycle was longer than set, by a varying amount.
-/// A blocking thread of the runtime's pool sleeps instead; the writer pauses at most once per
-/// pass, so that costs a hand-over per pass.
-async fn pause(length: Duration) {
-    // An error only means the runtime is shutting down: nothing is left to write then.
-    let _ = tokio::task::spawn_blocking(move || std::thread::sleep(length)).await;
+/// The writer's pause after a pass, precise to tens of microseconds. tokio's timers count
+/// whole milliseconds and their sleeps ran 1–2 ms past a few-millisecond pause (a quarter of
+/// a 15 ms pass, 3.6 ms, took ~5): the writer's cycle was longer than set, by a varying
+/// amount. On Linux a timer descriptor of the writer's own is armed for each pause and waited
+/// for like a socket; elsewhere, or without a descriptor, tokio's timer.
+struct Pacer {
+    #[cfg(target_os = "linux")]
+    timer: Option<AsyncFd<std::os::fd::OwnedFd>>,
+}
+
+impl Pacer {
+    /// Needs the runtime (the descriptor is registered with it).
+    fn new() -> Pacer {
+        #[cfg(target_os = "linux")]
+        {
+            use rustix::time::{timerfd_create, TimerfdClockId, TimerfdFlags};
+            use tokio::io::Interest;
+            let timer = timerfd_create(TimerfdClockId::Monotonic, TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC)
+                .ok()
+                // SAFETY: the `OwnedFd` keeps its descriptor open until dropped and always
+                // returns the same one; the `AsyncFd` owns it.
+                .and_then(|fd| unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.ok());
+            Pacer { timer }
+        }
+        #[cfg(not(target_os = "linux"))]
+        Pacer {}
+    }
+
+    async fn pause(&self, length: Duration) {
+        #[cfg(target_os = "linux")]
+        if let Some(timer) = &self.timer {
+            if Self::timer_pause(timer, length).await.is_ok() {
+                return;
+            }
+        }
+        tokio::time::sleep(length).await;
+    }
+
+    #[cfg(target_os = "linux")]
+    async fn timer_pause(timer: &AsyncFd<std::os::fd::OwnedFd>, length: Duration) -> std::io::Result<()> {
+        use rustix::time::{timerfd_settime, Itimerspec, TimerfdTimerFlags, Timespec};
+        let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
+        // A zero value would disarm the timer instead.
+        let value =
+            Timespec::try_from(length.max(Duration::from_nanos(1))).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+        timerfd_settime(
+            timer.get_ref(),
+            TimerfdTimerFlags::empty(),
+            &Itimerspec { it_interval: zero, it_value: value },
+        )?;
+        loop {
+            let mut ready = timer.readable().await?;
+            // Eight bytes: how many times it expired. Not expired yet (an old readiness): wait on.
+            match ready.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut [0u8; 8])?)) {
+                Ok(read) => return read.map(drop),
+                Err(_would_block) => continue,
+            }
+        }
+    }
 }
 
 /// Rooms, the broker in front of them, every open connection by id and by user, and the
@@ -69,6 +126,7 @@ impl PendingWrites {
     /// The writer: one pass over the waiting connections each time there are some, paced under
     /// load (see [`Engine::write_soon`]).
     async fn run(self: Arc<Self>) {
+        let pacer = Pacer::new();
         loop {
             self.wake.notified().await;
             let connections = std::mem::take(&mut *self.pending.lock());
@@ -94,7 +152,7 @@ impl PendingWrites {
             while tasks.join_next().await.is_some() {}
             let took = started.elapsed();
             if took >= PACE_FROM {
-                pause((took / PACE_SHARE).min(PACE_MAX)).await;
+                pacer.pause((took / PACE_SHARE).clamp(PACE_MIN, PACE_MAX)).await;
             }
         }
     }
@@ -248,9 +306,9 @@ impl Engine {
     /// is written with what is already queued, in one vectored write per connection. On
     /// loopback a write costs ~12–20 µs whatever it carries, so under load fuller writes are
     /// what keeps the CPU per delivery down (and leaves some to the JavaScript thread). The
-    /// price is latency: a publication that follows a long pass waits at most a sixth of it
-    /// (≤ 5 ms); after short passes (< 0.5 ms: small rooms, light load) nothing waits. Frames
-    /// that must not wait (replies, pongs, direct sends) wake the connection's task instead.
+    /// price is latency: a publication that follows a long pass waits a sixth of it (1–5 ms);
+    /// after short passes (< 0.5 ms: small rooms, light load) nothing waits. Frames that must
+    /// not wait (replies, pongs, direct sends) wake the connection's task instead.
     pub(crate) fn write_soon(&self, connections: Vec<Arc<Connection>>) {
         if self.runtime.get().is_none() {
             return; // No runtime, so no socket either: nothing to write to.
@@ -346,6 +404,23 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_pause_lasts_at_least_its_length_however_many_follow() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        runtime.block_on(async {
+            let pacer = Pacer::new();
+            #[cfg(target_os = "linux")]
+            assert!(pacer.timer.is_some(), "the timer descriptor is registered");
+            // Each pause re-arms the same timer: a readiness left from the last one must not
+            // end the next early.
+            for length in [2_000, 300, 1_500, 300, 2_000].map(Duration::from_micros) {
+                let started = std::time::Instant::now();
+                pacer.pause(length).await;
+                assert!(started.elapsed() >= length, "{:?} paused for {:?}", started.elapsed(), length);
+            }
+        });
+    }
 
     #[test]
     fn a_write_pass_writes_in_its_order_whichever_task_runs_first() {
