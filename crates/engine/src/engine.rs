@@ -43,9 +43,9 @@ const PACE_MAX: Duration = Duration::from_millis(5);
 
 /// The writer's pause after a pass, precise to tens of microseconds. tokio's timers count
 /// whole milliseconds and their sleeps ran 1–2 ms past a few-millisecond pause (a quarter of
-/// a 15 ms pass, 3.6 ms, took ~5): the writer's cycle was longer than set, by a varying
+/// a 15 ms pass, 3.75 ms, took ~5): the writer's cycle was longer than set, by a varying
 /// amount. On Linux a timer descriptor of the writer's own is armed for each pause and waited
-/// for like a socket; elsewhere, or without a descriptor, tokio's timer.
+/// for like a socket; elsewhere, or once the descriptor failed, tokio's timer.
 struct Pacer {
     #[cfg(target_os = "linux")]
     timer: Option<AsyncFd<std::os::fd::OwnedFd>>,
@@ -69,12 +69,18 @@ impl Pacer {
         Pacer {}
     }
 
-    async fn pause(&self, length: Duration) {
+    async fn pause(&mut self, length: Duration) {
         #[cfg(target_os = "linux")]
         if let Some(timer) = &self.timer {
+            let started = tokio::time::Instant::now();
             if Self::timer_pause(timer, length).await.is_ok() {
                 return;
             }
+            // Not expected of a timer descriptor; if it happens, tokio's timer from now on
+            // (for what is left of this pause too).
+            self.timer = None;
+            tokio::time::sleep_until(started + length).await;
+            return;
         }
         tokio::time::sleep(length).await;
     }
@@ -95,7 +101,11 @@ impl Pacer {
             let mut ready = timer.readable().await?;
             // Eight bytes: how many times it expired. Not expired yet (an old readiness): wait on.
             match ready.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut [0u8; 8])?)) {
-                Ok(read) => return read.map(drop),
+                Ok(read) => {
+                    // Read: it cannot expire again until the next pause arms it.
+                    ready.clear_ready();
+                    return read.map(drop);
+                }
                 Err(_would_block) => continue,
             }
         }
@@ -126,7 +136,7 @@ impl PendingWrites {
     /// The writer: one pass over the waiting connections each time there are some, paced under
     /// load (see [`Engine::write_soon`]).
     async fn run(self: Arc<Self>) {
-        let pacer = Pacer::new();
+        let mut pacer = Pacer::new();
         loop {
             self.wake.notified().await;
             let connections = std::mem::take(&mut *self.pending.lock());
@@ -302,13 +312,15 @@ impl Engine {
     /// them to the engine's writer, which writes every connection it was given in one pass.
     ///
     /// After a pass that took a while (a big room, or the machine busy), the writer pauses for
-    /// a sixth of the time the pass took, at most [`PACE_MAX`]: what is published meanwhile
+    /// a sixth of the time the pass took, at least [`PACE_MIN`] and at most [`PACE_MAX`]:
+    /// what is published meanwhile
     /// is written with what is already queued, in one vectored write per connection. On
     /// loopback a write costs ~12–20 µs whatever it carries, so under load fuller writes are
     /// what keeps the CPU per delivery down (and leaves some to the JavaScript thread). The
-    /// price is latency: a publication that follows a long pass waits a sixth of it (1–5 ms);
-    /// after short passes (< 0.5 ms: small rooms, light load) nothing waits. Frames that must
-    /// not wait (replies, pongs, direct sends) wake the connection's task instead.
+    /// price is latency: a publication made after a pass may wait that pause (a sixth of the
+    /// pass, but at least 1 ms and at most 5 ms); after short passes (< 0.5 ms: small rooms,
+    /// light load) nothing waits. Frames that must not wait (replies, pongs, direct sends) wake
+    /// the connection's task instead.
     pub(crate) fn write_soon(&self, connections: Vec<Arc<Connection>>) {
         if self.runtime.get().is_none() {
             return; // No runtime, so no socket either: nothing to write to.
@@ -409,16 +421,23 @@ mod tests {
     fn each_pause_lasts_at_least_its_length_however_many_follow() {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         runtime.block_on(async {
-            let pacer = Pacer::new();
-            #[cfg(target_os = "linux")]
-            assert!(pacer.timer.is_some(), "the timer descriptor is registered");
+            let mut pacer = Pacer::new();
             // Each pause re-arms the same timer: a readiness left from the last one must not
             // end the next early.
             for length in [2_000, 300, 1_500, 300, 2_000].map(Duration::from_micros) {
                 let started = std::time::Instant::now();
+                #[cfg(target_os = "linux")]
+                {
+                    let timer = pacer.timer.as_ref().expect("the timer descriptor is registered");
+                    Pacer::timer_pause(timer, length).await.expect("the timer descriptor works");
+                }
+                #[cfg(not(target_os = "linux"))]
                 pacer.pause(length).await;
                 assert!(started.elapsed() >= length, "{:?} paused for {:?}", started.elapsed(), length);
             }
+            pacer.pause(Duration::from_micros(300)).await;
+            #[cfg(target_os = "linux")]
+            assert!(pacer.timer.is_some(), "a pause keeps the timer descriptor");
         });
     }
 

@@ -344,6 +344,7 @@ impl Outbox {
         queue.waker = None; // The task is ending: nothing to keep of it.
         let discarded = queue.frames.iter().map(OutFrame::messages).sum::<u64>() as usize;
         queue.frames = VecDeque::new();
+        self.tail.store(0, Ordering::Relaxed); // Nothing left there to load.
         queue.spans = 0;
         (queue.front_written, queue.unwritten) = (0, 0);
         discarded
@@ -432,6 +433,7 @@ impl Outbox {
         // fan-out writer's writes keep it for the next fan-out.
         if queue.frames.is_empty() && queue.frames.capacity() > 0 {
             queue.frames = VecDeque::new();
+            self.tail.store(0, Ordering::Relaxed);
         }
         written
     }
