@@ -229,13 +229,6 @@ impl Connection {
         crate::prefetch(start, 2 * size_of::<usize>() + size_of::<Connection>());
     }
 
-    /// Starts loading the end of the connection's queue (see [`Outbox::prefetch_tail`]); call it
-    /// once [`Connection::prefetch`] had time to load the connection.
-    #[inline]
-    pub(crate) fn prefetch_queue(&self) {
-        self.outbox.prefetch_tail();
-    }
-
     fn settle_fanout(self: &Arc<Self>, push: Push, writes: &mut Writes) -> bool {
         if push == Push::Write {
             writes.0.push(self.clone());

@@ -155,7 +155,7 @@ impl PendingWrites {
                     after_next.prefetch();
                 }
                 if let Some(next) = ahead.first() {
-                    next.prefetch_queue();
+                    next.outbox().prefetch_tail();
                 }
                 connection.write_queued();
             });

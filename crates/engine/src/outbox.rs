@@ -19,6 +19,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, MutexGuard};
+use smallvec::SmallVec;
 
 use crate::arena::{Span, MAX_CHUNK};
 use crate::frame;
@@ -272,9 +273,7 @@ impl Outbox {
 
     fn defer(&self, queue: &mut Queue, frame: OutFrame) -> Push {
         if queue.frames.is_empty() && queue.socket.is_some() && !queue.blocked && !queue.failed {
-            queue.unwritten += frame.len();
-            queue.frames.push_back(frame);
-            self.note_tail(queue);
+            self.append(queue, frame);
             queue.handed = true;
             return Push::Write;
         }
@@ -282,9 +281,18 @@ impl Outbox {
         Push::Queued
     }
 
-    fn note_tail(&self, queue: &Queue) {
+    /// Adds `frame` at the end of the queue, and notes where it is ([`Outbox::prefetch_tail`]).
+    fn append(&self, queue: &mut Queue, frame: OutFrame) {
+        queue.unwritten += frame.len();
+        queue.frames.push_back(frame);
         let tail = queue.frames.back().map_or(0, |last| std::ptr::from_ref(last).addr());
         self.tail.store(tail, Ordering::Relaxed);
+    }
+
+    /// Empties the queue and gives its capacity back (nothing left there to prefetch).
+    fn free_frames(&self, queue: &mut Queue) {
+        queue.frames = VecDeque::new();
+        self.tail.store(0, Ordering::Relaxed);
     }
 
     /// Starts loading the queue's last entry and the slot after it (what a push reads or
@@ -319,10 +327,8 @@ impl Outbox {
     /// queue, so only the first frame needs a wake-up) or, when `urgent`, if the queue is waiting
     /// for the engine's writer or a write is under way (which would leave it to a later one).
     fn enqueue(&self, queue: &mut Queue, frame: OutFrame, urgent: bool) {
-        queue.unwritten += frame.len();
         let was_empty = queue.frames.is_empty();
-        queue.frames.push_back(frame);
-        self.note_tail(queue);
+        self.append(queue, frame);
         if was_empty || (urgent && (queue.handed || queue.in_flight > 0)) {
             queue.handed = false;
             queue.wake();
@@ -343,8 +349,7 @@ impl Outbox {
         queue.socket = None;
         queue.waker = None; // The task is ending: nothing to keep of it.
         let discarded = queue.frames.iter().map(OutFrame::messages).sum::<u64>() as usize;
-        queue.frames = VecDeque::new();
-        self.tail.store(0, Ordering::Relaxed); // Nothing left there to load.
+        self.free_frames(&mut queue);
         queue.spans = 0;
         (queue.front_written, queue.unwritten) = (0, 0);
         discarded
@@ -432,8 +437,7 @@ impl Outbox {
         // direct sends, and whenever the task wakes): an idle connection keeps none. The
         // fan-out writer's writes keep it for the next fan-out.
         if queue.frames.is_empty() && queue.frames.capacity() > 0 {
-            queue.frames = VecDeque::new();
-            self.tail.store(0, Ordering::Relaxed);
+            self.free_frames(&mut queue);
         }
         written
     }
@@ -496,15 +500,8 @@ impl Outbox {
         // What is queued now; what comes during the sends waits for the next write.
         let mut budget = queue.unwritten;
         while budget > 0 && !queue.frames.is_empty() {
-            let count = queue.frames.len().min(MAX_IOVECS);
-            let sent = if count <= STACK_IOVECS {
-                let mut few: [Option<OutFrame>; STACK_IOVECS] = Default::default();
-                few.iter_mut().zip(&queue.frames).for_each(|(slot, frame)| *slot = Some(frame.clone()));
-                self.send_unlocked(queue, fd, few.iter().flatten(), count)
-            } else {
-                let many: Vec<OutFrame> = queue.frames.iter().take(count).cloned().collect();
-                self.send_unlocked(queue, fd, many.iter(), count)
-            };
+            let taken: Taken = queue.frames.iter().take(MAX_IOVECS).cloned().collect();
+            let sent = self.send_unlocked(queue, fd, &taken);
             let sent = sent.inspect(|&n| {
                 written.bytes += n;
                 written.messages += Self::advance(queue, n);
@@ -538,17 +535,16 @@ impl Outbox {
         written
     }
 
-    /// Sends `frames` (the first `count` entries of the queue, taken by the caller) with the
-    /// lock released, marked in flight meanwhile.
-    fn send_unlocked<'f>(
+    /// Sends `frames` (the first entries of the queue, taken by the caller) with the lock
+    /// released, marked in flight meanwhile.
+    fn send_unlocked(
         &self,
         queue: &mut MutexGuard<'_, Queue>,
         fd: RawFd,
-        frames: impl Iterator<Item = &'f OutFrame>,
-        count: usize,
+        frames: &[OutFrame],
     ) -> std::io::Result<usize> {
         let front_written = queue.front_written;
-        queue.in_flight = count as u16; // At most MAX_IOVECS.
+        queue.in_flight = frames.len() as u16; // At most MAX_IOVECS.
         let sent = MutexGuard::unlocked(queue, || {
             catch_unwind(AssertUnwindSafe(|| {
                 #[cfg(test)]
@@ -556,7 +552,7 @@ impl Outbox {
                 // SAFETY: the descriptor stays open while it is attached: the task releases the
                 // outbox, which waits for this write, before it closes the socket.
                 let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-                write_once(&SockRef::from(&fd), frames, count, front_written)
+                write_once(&SockRef::from(&fd), frames, front_written)
             }))
         });
         queue.in_flight = 0;
@@ -688,33 +684,25 @@ pub(crate) struct Gate {
 /// catches up with few, large writes; in the issue-6 fan-out benchmark, going from 64 to 1,024
 /// cut the server's CPU per delivery by about a third.
 const MAX_IOVECS: usize = 1024;
-/// Frames per write that fit in the array on the stack; more (a backlog) take a `Vec`.
+/// Frames per write kept on the stack (the entries taken, their slices); more (a backlog) go on
+/// the heap.
 const STACK_IOVECS: usize = 16;
 
-/// One write of `frames` (`count` of them), the first from `front_written` on.
-fn write_once<'f>(
-    socket: &SockRef<'_>,
-    mut frames: impl Iterator<Item = &'f OutFrame>,
-    count: usize,
-    front_written: usize,
-) -> std::io::Result<usize> {
-    let first = frames.next().map_or(&[][..], |frame| &frame.as_slice()[front_written..]);
-    if count == 1 {
+/// The entries one write sends, taken from the front of the queue: a few on the stack, a
+/// backlog (up to [`MAX_IOVECS`]) on the heap.
+type Taken = SmallVec<[OutFrame; STACK_IOVECS]>;
+
+/// One write of `frames`, the first from `front_written` on.
+fn write_once(socket: &SockRef<'_>, frames: &[OutFrame], front_written: usize) -> std::io::Result<usize> {
+    let Some((first, rest)) = frames.split_first() else { return Ok(0) };
+    let first = &first.as_slice()[front_written..];
+    if rest.is_empty() {
         // The most common write (a room's frames are one arena span): `send` takes the slice
         // as it is, where `sendmsg` copies a header and an iovec array in from user space.
         return socket.send(first);
     }
-    if count <= STACK_IOVECS {
-        // A few entries: no allocation, a small array to fill.
-        let mut slices = [IoSlice::new(&[]); STACK_IOVECS];
-        slices[0] = IoSlice::new(first);
-        for (slot, frame) in slices[1..].iter_mut().zip(frames) {
-            *slot = IoSlice::new(frame.as_slice());
-        }
-        return socket.send_vectored(&slices[..count]);
-    }
-    let slices: Vec<IoSlice<'_>> =
-        std::iter::once(IoSlice::new(first)).chain(frames.map(|frame| IoSlice::new(frame.as_slice()))).collect();
+    let slices: SmallVec<[IoSlice<'_>; STACK_IOVECS]> =
+        std::iter::once(IoSlice::new(first)).chain(rest.iter().map(|frame| IoSlice::new(frame.as_slice()))).collect();
     socket.send_vectored(&slices)
 }
 

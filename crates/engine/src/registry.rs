@@ -211,7 +211,7 @@ impl Room {
                 ahead.prefetch();
             }
             if let Some(ahead) = self.members.get(at + PREFETCH_AHEAD / 2) {
-                ahead.prefetch_queue(); // Its connection was asked for four members ago.
+                ahead.outbox().prefetch_tail(); // Its connection was asked for four members ago.
             }
             if !except.is_empty() && except.contains(&member.id()) {
                 continue;
