@@ -5,7 +5,7 @@
 //! the task, or by the engine's writer for a fan-out), so frames never interleave.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +65,9 @@ pub struct Connection {
     pub(crate) alive: AtomicBool,
     /// Set when the task ends, before the connection leaves its rooms.
     released: AtomicBool,
+    /// When the engine's writer last wrote it: the number of that write, counted over all of
+    /// the writer's writes (0: none yet). See `Waiting::add` in engine.rs.
+    written_at: AtomicU64,
 }
 
 impl Connection {
@@ -79,6 +82,7 @@ impl Connection {
             rooms: Mutex::default(),
             alive: AtomicBool::new(true),
             released: AtomicBool::new(false),
+            written_at: AtomicU64::new(0),
         }
     }
 
@@ -231,7 +235,7 @@ impl Connection {
 
     fn settle_fanout(self: &Arc<Self>, push: Push, writes: &mut Writes) -> bool {
         if push == Push::Write {
-            writes.0.push(self.clone());
+            writes.0.push(self.handed());
         }
         self.settle(push, true)
     }
@@ -256,15 +260,23 @@ impl Connection {
         }
     }
 
-    /// Writes what is queued (a fan-out's writer; the task takes over a socket that blocks, and
-    /// frames queued during the write go to the writer's next pass). A panic is counted and
-    /// leaves the connection to its task.
-    pub(crate) fn write_queued(self: &Arc<Self>) {
+    /// The connection for the engine's writer, with when the writer last wrote it (read while
+    /// a fan-out has it in the cache, see [`Handed`]).
+    fn handed(self: &Arc<Self>) -> Handed {
+        Handed { connection: self.clone(), written_at: self.written_at.load(Relaxed) }
+    }
+
+    /// Writes what is queued, as write number `number` of the engine's writer (the task takes
+    /// over a socket that blocks, and frames queued during the write go to the writer's next
+    /// pass). A panic is counted and leaves the connection to its task.
+    pub(crate) fn write_queued(self: &Arc<Self>, number: u64) {
+        // Before the write: what a fan-out queues from now on waits for the next pass.
+        self.written_at.store(number, Relaxed);
         match catch_unwind(AssertUnwindSafe(|| self.outbox.write())) {
             Ok(written) => {
                 self.count(&written);
                 if written.state == WriteState::Pending {
-                    self.endpoint.engine.write_soon(vec![self.clone()]);
+                    self.endpoint.engine.write_soon(vec![self.handed()]);
                 }
             }
             Err(_) => {
@@ -318,12 +330,20 @@ impl Connection {
 /// (after the registry's lock), they go to the engine's writer (`Engine::write_soon`): a
 /// broadcast hands the runtime one list instead of waking a task per recipient.
 #[derive(Default)]
-pub(crate) struct Writes(Vec<Arc<Connection>>);
+pub(crate) struct Writes(Vec<Handed>);
+
+/// A connection handed to the engine's writer, and when the writer last wrote it (the number
+/// of that write, 0 for never): the writer orders its passes by it, and adds the connection to
+/// the pass under way unless that pass wrote it already.
+pub(crate) struct Handed {
+    pub(crate) connection: Arc<Connection>,
+    pub(crate) written_at: u64,
+}
 
 impl Drop for Writes {
     fn drop(&mut self) {
         if let Some(first) = self.0.first() {
-            let engine = first.endpoint.engine;
+            let engine = first.connection.endpoint.engine;
             engine.write_soon(std::mem::take(&mut self.0));
         }
     }
@@ -381,7 +401,7 @@ pub(crate) mod tests {
         let (stopped, go) = conn.outbox().gate();
         let writer = std::thread::spawn({
             let conn = conn.clone();
-            move || conn.write_queued()
+            move || conn.write_queued(1)
         });
         stopped.recv().unwrap();
         assert_eq!(conn.outbox().push_deferred(frame(2), usize::MAX), Push::Queued, "no hand-over");

@@ -1,7 +1,7 @@
 //! The process-global engine: one registry, one broker, one index of connections and one tokio
 //! runtime for every module instance and worker thread that loads the addon.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use crate::broker::{Broker, MemoryBroker};
 use crate::config::RoomsConfig;
-use crate::connection::{ConnId, Connection};
+use crate::connection::{ConnId, Connection, Handed};
 use crate::envelope;
 use crate::history::Position;
 use crate::presence::Member;
@@ -40,6 +40,13 @@ const PACE_SHARE: u32 = 6;
 const PACE_MIN: Duration = Duration::from_millis(1);
 /// The longest pause after a long write pass.
 const PACE_MAX: Duration = Duration::from_millis(5);
+/// A write pass this long is followed by the next one right away: each of its writes already
+/// carries what was published during the pass, and a pause would only make the time between
+/// two writes to a connection longer. (Scenario (c) of the benchmark, 10,000 members: a pass
+/// of ~195 ms, and on loopback a receiver that waited more than ~200 ms between two segments,
+/// its retransmission timeout, acknowledges the next ones at once, in the sender's system call,
+/// which makes the writes dearer and the passes longer still.)
+const PACE_UNTIL: Duration = Duration::from_millis(50);
 
 /// The writer's pause after a pass, precise to tens of microseconds. tokio's timers count
 /// whole milliseconds and their sleeps ran 1–2 ms past a few-millisecond pause (a quarter of
@@ -128,8 +135,61 @@ pub struct Engine {
 /// The connections fan-outs queued frames for, waiting for the writer.
 #[derive(Default)]
 struct PendingWrites {
-    pending: Mutex<Vec<Arc<Connection>>>,
+    waiting: Mutex<Waiting>,
     wake: Notify,
+    /// The writer's writes so far (each write's number, see [`Handed`]).
+    written: AtomicU64,
+}
+
+/// What [`PendingWrites`] holds under its lock.
+///
+/// The writer makes passes over the connections handed to it, each in the order of their last
+/// writes, so that each connection is written about a pass after the last time: the same
+/// place in every pass. A connection the pass under way has written and a fan-out reaches again
+/// waits for the next pass; one the pass did not start with joins it, after the others.
+///
+/// Both rules are about the tail of the latency. Passes in the order fan-outs handed the
+/// connections over (a room's order) moved a connection by up to a fan-out's worth of writes
+/// from one pass to the next; and a connection written late in a pass, after the last fan-out
+/// it saw, then reached again just after the next pass started, missed that pass and was
+/// written only in the one after. In scenario (c) of the benchmark (10,000 members, a fan-out
+/// every 50 ms, passes of ~150 ms) the time between two writes to a connection ranged from 156
+/// to 238 ms (10th to 90th percentile) around a mean of 196.
+#[derive(Default)]
+struct Waiting {
+    /// For the writer's next pass.
+    next: Vec<Handed>,
+    /// A pass is under way and takes connections that join it.
+    open: bool,
+    /// The writer's writes before the pass under way: a connection written later was written
+    /// by it.
+    before: u64,
+    /// Connections handed over during the pass under way that it did not write: they join it,
+    /// after the ones it started with.
+    late: VecDeque<Handed>,
+}
+
+impl Waiting {
+    /// Adds connections for the writer; returns whether it has to be woken (its next pass had
+    /// none yet).
+    fn add(&mut self, handed: Vec<Handed>) -> bool {
+        let had_none = self.next.is_empty();
+        if !self.open {
+            self.next.extend(handed);
+        } else {
+            let mut late = Vec::new();
+            for connection in handed {
+                if connection.written_at > self.before {
+                    self.next.push(connection);
+                } else {
+                    late.push(connection);
+                }
+            }
+            late.sort_by_key(|c| c.written_at);
+            self.late.extend(late);
+        }
+        had_none && !self.next.is_empty()
+    }
 }
 
 impl PendingWrites {
@@ -139,73 +199,126 @@ impl PendingWrites {
         let mut pacer = Pacer::new();
         loop {
             self.wake.notified().await;
-            let connections = std::mem::take(&mut *self.pending.lock());
-            if connections.is_empty() {
-                continue;
-            }
+            let Some(connections) = self.start_pass() else { continue };
             let started = tokio::time::Instant::now();
             // In tasks of their own, spread over the runtime's threads (a connection's write
             // catches its own panics, see `Connection::write_queued`).
-            let pass = Arc::new(Pass::new(connections));
+            let pass = Arc::new(Pass::new(connections, self.clone()));
             let mut tasks = tokio::task::JoinSet::new();
-            pass.spawn_writers(&mut tasks, |connection, ahead| {
+            let writer = self.clone();
+            pass.spawn_writers(&mut tasks, move |handed, ahead| {
                 // Loaded while this one's send runs: the connection after next, and the end of
                 // the next one's queue (its connection was loaded during the last send).
                 if let Some(after_next) = ahead.get(1) {
-                    after_next.prefetch();
+                    after_next.connection.prefetch();
                 }
                 if let Some(next) = ahead.first() {
-                    next.outbox().prefetch_tail();
+                    next.connection.outbox().prefetch_tail();
                 }
-                connection.write_queued();
+                handed.connection.write_queued(writer.written.fetch_add(1, Relaxed) + 1);
             });
             while tasks.join_next().await.is_some() {}
+            self.end_pass();
             let took = started.elapsed();
-            if took >= PACE_FROM {
+            if (PACE_FROM..PACE_UNTIL).contains(&took) {
                 pacer.pause((took / PACE_SHARE).clamp(PACE_MIN, PACE_MAX)).await;
             }
         }
     }
+
+    /// The next pass's connections, in the order of their last writes, if there are any.
+    fn start_pass(&self) -> Option<Vec<Handed>> {
+        let mut connections = {
+            let mut waiting = self.waiting.lock();
+            if waiting.next.is_empty() {
+                return None;
+            }
+            waiting.open = true;
+            waiting.before = self.written.load(Relaxed);
+            std::mem::take(&mut waiting.next)
+        };
+        // Stable: those never written keep the order they came in.
+        connections.sort_by_key(|c| c.written_at);
+        Some(connections)
+    }
+
+    /// Closes the pass if its tasks did not (one ended early): what joined it and was not
+    /// written goes to the next one.
+    fn end_pass(&self) {
+        let mut waiting = self.waiting.lock();
+        waiting.open = false;
+        let late = std::mem::take(&mut waiting.late);
+        waiting.next.extend(late);
+    }
+}
+
+impl Joining<Handed> for PendingWrites {
+    fn join(&self, into: &mut Vec<Handed>, most: usize) {
+        let mut waiting = self.waiting.lock();
+        let count = waiting.late.len().min(most);
+        into.extend(waiting.late.drain(..count));
+        if count == 0 {
+            // Closed: what fan-outs reach from now on waits for the next pass.
+            waiting.open = false;
+        }
+    }
+}
+
+/// Where a write pass takes the items that join it while it runs.
+trait Joining<T>: Send + Sync + 'static {
+    /// Moves up to `most` of them, in the order they joined, into `into`; moving none closes
+    /// the pass to more.
+    fn join(&self, into: &mut Vec<T>, most: usize);
 }
 
 /// The connections of one write pass, written in their order whichever of its tasks the
-/// runtime runs first: a connection's place in a pass is then about where it was in the last
-/// one, so each is written about a pass apart. (Tasks that each took their own share ran in the
-/// runtime's order, the last spawned first; the next pass, made of the connections in the order
-/// fan-outs reached them, then put some of them later than a pass apart: a longer wait for
-/// those, in the tail of the latency of scenarios (b) and (c) of the benchmark.)
-struct Pass<T> {
+/// runtime runs first (tasks that each took their own share ran in the runtime's order, the
+/// last spawned first), then those that join it while it runs, in the order they joined.
+struct Pass<T, J> {
     items: Vec<T>,
     /// The next one to write.
     next: AtomicUsize,
+    joining: Arc<J>,
 }
 
-impl<T: Send + Sync + 'static> Pass<T> {
-    fn new(items: Vec<T>) -> Pass<T> {
-        Pass { items, next: AtomicUsize::new(0) }
+impl<T: Send + Sync + 'static, J: Joining<T>> Pass<T, J> {
+    fn new(items: Vec<T>, joining: Arc<J>) -> Pass<T, J> {
+        Pass { items, next: AtomicUsize::new(0), joining }
     }
 
     /// Spawns one task per [`WRITES_PER_TASK`] items (spread over the runtime's threads); they
-    /// call `write` with each item, and the ones after it, in order.
+    /// call `write` with each item, and the ones after it, in order, then with those that join.
     fn spawn_writers<F>(self: &Arc<Self>, tasks: &mut tokio::task::JoinSet<()>, write: F)
     where
         F: Fn(&T, &[T]) + Clone + Send + 'static,
     {
-        for _ in 0..self.items.len().div_ceil(WRITES_PER_TASK) {
+        for _ in 0..self.items.len().div_ceil(WRITES_PER_TASK).max(1) {
             let (pass, write) = (self.clone(), write.clone());
             tasks.spawn(async move { pass.write(write).await });
         }
     }
 
-    /// Writes from the shared cursor until nothing is left, [`WRITES_PER_TAKE`] items at a time,
-    /// yielding to the runtime after every [`WRITES_PER_TASK`].
+    /// Writes from the shared cursor, then what joins, until nothing is left,
+    /// [`WRITES_PER_TAKE`] items at a time, yielding to the runtime after every
+    /// [`WRITES_PER_TASK`].
     async fn write(&self, write: impl Fn(&T, &[T])) {
         let mut since_yield = 0;
+        let mut joined = Vec::with_capacity(WRITES_PER_TAKE);
         loop {
             let from = self.next.fetch_add(WRITES_PER_TAKE, Relaxed);
-            let Some(rest) = self.items.get(from..) else { break };
-            for (at, item) in rest.iter().take(WRITES_PER_TAKE).enumerate() {
-                write(item, &rest[at + 1..]);
+            let take = match self.items.get(from..) {
+                Some(rest) if !rest.is_empty() => rest,
+                _ => {
+                    joined.clear();
+                    self.joining.join(&mut joined, WRITES_PER_TAKE);
+                    if joined.is_empty() {
+                        break;
+                    }
+                    &joined[..]
+                }
+            };
+            for (at, item) in take.iter().take(WRITES_PER_TAKE).enumerate() {
+                write(item, &take[at + 1..]);
             }
             since_yield += WRITES_PER_TAKE;
             if since_yield >= WRITES_PER_TASK {
@@ -312,30 +425,20 @@ impl Engine {
     /// them to the engine's writer, which writes every connection it was given in one pass.
     ///
     /// After a pass that took a while (a big room, or the machine busy), the writer pauses for
-    /// a sixth of the time the pass took, at least [`PACE_MIN`] and at most [`PACE_MAX`]:
-    /// what is published meanwhile
+    /// a sixth of the time the pass took, at least [`PACE_MIN`] and at most [`PACE_MAX`]
+    /// (none after a pass of [`PACE_UNTIL`] or more): what is published meanwhile
     /// is written with what is already queued, in one vectored write per connection. On
     /// loopback a write costs ~12–20 µs whatever it carries, so under load fuller writes are
     /// what keeps the CPU per delivery down (and leaves some to the JavaScript thread). The
     /// price is latency: a publication made after a pass may wait that pause (a sixth of the
     /// pass, but at least 1 ms and at most 5 ms); after short passes (< 0.5 ms: small rooms,
-    /// light load) nothing waits. Frames that must not wait (replies, pongs, direct sends) wake
+    /// light load) and long ones (≥ 50 ms) nothing waits. Frames that must not wait (replies, pongs, direct sends) wake
     /// the connection's task instead.
-    pub(crate) fn write_soon(&self, connections: Vec<Arc<Connection>>) {
+    pub(crate) fn write_soon(&self, connections: Vec<Handed>) {
         if self.runtime.get().is_none() {
             return; // No runtime, so no socket either: nothing to write to.
         }
-        let was_idle = {
-            let mut pending = self.writes.pending.lock();
-            let was_idle = pending.is_empty();
-            if was_idle {
-                *pending = connections;
-            } else {
-                pending.extend(connections);
-            }
-            was_idle
-        };
-        if was_idle {
+        if self.writes.waiting.lock().add(connections) {
             self.writes.wake.notify_one();
         }
     }
@@ -441,24 +544,81 @@ mod tests {
         });
     }
 
+    /// Items that join a pass, for the tests of [`Pass`].
+    #[derive(Default)]
+    struct Joiners(Mutex<VecDeque<usize>>);
+
+    impl Joining<usize> for Joiners {
+        fn join(&self, into: &mut Vec<usize>, most: usize) {
+            let mut joiners = self.0.lock();
+            let count = joiners.len().min(most);
+            into.extend(joiners.drain(..count));
+        }
+    }
+
     #[test]
-    fn a_write_pass_writes_in_its_order_whichever_task_runs_first() {
+    fn a_write_pass_writes_in_its_order_whichever_task_runs_first_then_what_joined() {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
         let count = 3 * WRITES_PER_TASK + 10;
+        let joined = count..count + WRITES_PER_TAKE + 5;
         let written = Arc::new(Mutex::new(Vec::new()));
         let record = written.clone();
         // Spawned from a task, as the engine's writer does: the runtime then runs the task
         // spawned last first.
-        let writer = runtime.spawn(async move {
-            let pass = Arc::new(Pass::new((0..count).collect::<Vec<usize>>()));
-            let mut tasks = tokio::task::JoinSet::new();
-            pass.spawn_writers(&mut tasks, move |item, ahead| {
-                assert_eq!(ahead, (item + 1..count).collect::<Vec<_>>());
-                record.lock().push(*item);
-            });
-            while tasks.join_next().await.is_some() {}
+        let writer = runtime.spawn({
+            let joined = joined.clone();
+            async move {
+                let joiners = Arc::new(Joiners::default());
+                let pass = Arc::new(Pass::new((0..count).collect::<Vec<usize>>(), joiners.clone()));
+                let mut tasks = tokio::task::JoinSet::new();
+                pass.spawn_writers(&mut tasks, move |item, ahead| {
+                    if *item < count {
+                        assert_eq!(ahead, (item + 1..count).collect::<Vec<_>>());
+                    }
+                    if *item == 3 {
+                        joiners.0.lock().extend(joined.clone());
+                    }
+                    record.lock().push(*item);
+                });
+                while tasks.join_next().await.is_some() {}
+            }
         });
         runtime.block_on(writer).unwrap();
-        assert_eq!(*written.lock(), (0..count).collect::<Vec<_>>());
+        assert_eq!(*written.lock(), (0..joined.end).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_pass_goes_in_the_order_of_the_last_writes_and_takes_who_it_did_not_write() {
+        use crate::connection::tests::detached;
+        let writes = PendingWrites::default();
+        let handed = |id: ConnId, written_at: u64| Handed { connection: detached(id), written_at };
+        let ids = |connections: &[Handed]| connections.iter().map(|c| c.connection.id()).collect::<Vec<_>>();
+        assert!(writes.waiting.lock().add(vec![handed(1, 30), handed(2, 0), handed(3, 10)]), "the writer is woken");
+        assert!(!writes.waiting.lock().add(vec![handed(4, 20)]), "it was already");
+        writes.written.store(40, Relaxed);
+        let first = writes.start_pass().unwrap();
+        assert_eq!(ids(&first), vec![2, 3, 4, 1], "never written first, then by their last writes");
+        // This pass writes them as 41 to 44. Written by it: the next pass. Not written by it:
+        // this one, after the others, by their last writes.
+        writes.written.store(44, Relaxed);
+        assert!(writes.waiting.lock().add(vec![handed(2, 41), handed(6, 35), handed(5, 12)]));
+        assert!(!writes.waiting.lock().add(vec![handed(7, 0), handed(3, 42)]), "the writer is busy");
+        let mut joined = Vec::new();
+        writes.join(&mut joined, 1);
+        writes.join(&mut joined, 8);
+        assert_eq!(ids(&joined), vec![5, 6, 7]);
+        joined.clear();
+        writes.join(&mut joined, 8);
+        assert!(joined.is_empty(), "none left: the pass is closed");
+        writes.waiting.lock().add(vec![handed(8, 39)]);
+        writes.end_pass();
+        let second = writes.start_pass().unwrap();
+        assert_eq!(ids(&second), vec![8, 2, 3]);
+        // A pass whose tasks ended before taking what joined it: that goes to the next pass.
+        writes.waiting.lock().add(vec![handed(9, 2)]);
+        writes.end_pass();
+        assert_eq!(writes.start_pass().map(|c| ids(&c)), Some(vec![9]));
+        writes.end_pass();
+        assert!(writes.start_pass().is_none());
     }
 }
