@@ -261,7 +261,7 @@ impl Connection {
     }
 
     /// The connection for the engine's writer, with when the writer last wrote it (read while
-    /// a fan-out has it in the cache, see [`Handed`]).
+    /// the caller, a fan-out or the writer, has the connection in the cache; see [`Handed`]).
     fn handed(self: &Arc<Self>) -> Handed {
         Handed { connection: self.clone(), written_at: self.written_at.load(Relaxed) }
     }
@@ -404,6 +404,7 @@ pub(crate) mod tests {
             move || conn.write_queued(1)
         });
         stopped.recv().unwrap();
+        assert_eq!(conn.handed().written_at, 1, "numbered before it sends");
         assert_eq!(conn.outbox().push_deferred(frame(2), usize::MAX), Push::Queued, "no hand-over");
         go.send(()).unwrap();
         writer.join().unwrap();

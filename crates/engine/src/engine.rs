@@ -146,14 +146,15 @@ struct PendingWrites {
 /// The writer makes passes over the connections handed to it, each in the order of their last
 /// writes, so that each connection is written about a pass after the last time: the same
 /// place in every pass. A connection the pass under way has written and a fan-out reaches again
-/// waits for the next pass; one the pass did not start with joins it, after the others.
+/// waits for the next pass; one it has not written joins it, after the others (those of one
+/// hand-over in the order of their last writes).
 ///
 /// Both rules are about the tail of the latency. Passes in the order fan-outs handed the
 /// connections over (a room's order) moved a connection by up to a fan-out's worth of writes
 /// from one pass to the next; and a connection written late in a pass, after the last fan-out
 /// it saw, then reached again just after the next pass started, missed that pass and was
 /// written only in the one after. In scenario (c) of the benchmark (10,000 members, a fan-out
-/// every 50 ms, passes of ~150 ms) the time between two writes to a connection ranged from 156
+/// every 50 ms, passes of ~190 ms) the time between two writes to a connection ranged from 156
 /// to 238 ms (10th to 90th percentile) around a mean of 196.
 #[derive(Default)]
 struct Waiting {
@@ -175,7 +176,11 @@ impl Waiting {
     fn add(&mut self, handed: Vec<Handed>) -> bool {
         let had_none = self.next.is_empty();
         if !self.open {
-            self.next.extend(handed);
+            if had_none {
+                self.next = handed;
+            } else {
+                self.next.extend(handed);
+            }
         } else {
             let mut late = Vec::new();
             for connection in handed {
@@ -215,10 +220,12 @@ impl PendingWrites {
                 if let Some(next) = ahead.first() {
                     next.connection.outbox().prefetch_tail();
                 }
-                handed.connection.write_queued(writer.written.fetch_add(1, Relaxed) + 1);
+                handed.connection.write_queued(writer.number_write());
             });
             while tasks.join_next().await.is_some() {}
-            self.end_pass();
+            if self.end_pass() {
+                self.wake.notify_one();
+            }
             let took = started.elapsed();
             if (PACE_FROM..PACE_UNTIL).contains(&took) {
                 pacer.pause((took / PACE_SHARE).clamp(PACE_MIN, PACE_MAX)).await;
@@ -242,13 +249,20 @@ impl PendingWrites {
         Some(connections)
     }
 
-    /// Closes the pass if its tasks did not (one ended early): what joined it and was not
-    /// written goes to the next one.
-    fn end_pass(&self) {
+    /// The number of the write about to be made: from 1, above the pass's `before`.
+    fn number_write(&self) -> u64 {
+        self.written.fetch_add(1, Relaxed) + 1
+    }
+
+    /// Closes the pass (its tasks close it once nothing is left to join, unless they all ended
+    /// early): what joined it and was not written goes to the next one. Returns whether the
+    /// next pass has connections.
+    fn end_pass(&self) -> bool {
         let mut waiting = self.waiting.lock();
         waiting.open = false;
         let late = std::mem::take(&mut waiting.late);
         waiting.next.extend(late);
+        !waiting.next.is_empty()
     }
 }
 
@@ -303,7 +317,7 @@ impl<T: Send + Sync + 'static, J: Joining<T>> Pass<T, J> {
     /// [`WRITES_PER_TASK`].
     async fn write(&self, write: impl Fn(&T, &[T])) {
         let mut since_yield = 0;
-        let mut joined = Vec::with_capacity(WRITES_PER_TAKE);
+        let mut joined = Vec::new();
         loop {
             let from = self.next.fetch_add(WRITES_PER_TAKE, Relaxed);
             let take = match self.items.get(from..) {
@@ -432,8 +446,8 @@ impl Engine {
     /// what keeps the CPU per delivery down (and leaves some to the JavaScript thread). The
     /// price is latency: a publication made after a pass may wait that pause (a sixth of the
     /// pass, but at least 1 ms and at most 5 ms); after short passes (< 0.5 ms: small rooms,
-    /// light load) and long ones (≥ 50 ms) nothing waits. Frames that must not wait (replies, pongs, direct sends) wake
-    /// the connection's task instead.
+    /// light load) and long ones (≥ 50 ms) nothing waits. Frames that must not wait (replies,
+    /// pongs, direct sends) wake the connection's task instead.
     pub(crate) fn write_soon(&self, connections: Vec<Handed>) {
         if self.runtime.get().is_none() {
             return; // No runtime, so no socket either: nothing to write to.
@@ -598,11 +612,13 @@ mod tests {
         writes.written.store(40, Relaxed);
         let first = writes.start_pass().unwrap();
         assert_eq!(ids(&first), vec![2, 3, 4, 1], "never written first, then by their last writes");
-        // This pass writes them as 41 to 44. Written by it: the next pass. Not written by it:
-        // this one, after the others, by their last writes.
-        writes.written.store(44, Relaxed);
-        assert!(writes.waiting.lock().add(vec![handed(2, 41), handed(6, 35), handed(5, 12)]));
-        assert!(!writes.waiting.lock().add(vec![handed(7, 0), handed(3, 42)]), "the writer is busy");
+        // This pass numbers its writes from 41. Written by it: the next pass. Not written by
+        // it: this one, after the others (those of one hand-over by their last writes).
+        let numbers: Vec<u64> = (0..4).map(|_| writes.number_write()).collect();
+        assert_eq!(numbers, vec![41, 42, 43, 44]);
+        let next_has_one = writes.waiting.lock().add(vec![handed(2, numbers[0]), handed(6, 35), handed(5, 12)]);
+        assert!(next_has_one, "the writer is woken for the next pass");
+        assert!(!writes.waiting.lock().add(vec![handed(7, 0), handed(3, numbers[1])]), "it was already");
         let mut joined = Vec::new();
         writes.join(&mut joined, 1);
         writes.join(&mut joined, 8);
@@ -610,15 +626,16 @@ mod tests {
         joined.clear();
         writes.join(&mut joined, 8);
         assert!(joined.is_empty(), "none left: the pass is closed");
-        writes.waiting.lock().add(vec![handed(8, 39)]);
-        writes.end_pass();
+        assert!(!writes.waiting.lock().add(vec![handed(8, 39)]), "closed: for the next pass");
+        assert!(writes.end_pass(), "the next pass has connections");
         let second = writes.start_pass().unwrap();
         assert_eq!(ids(&second), vec![8, 2, 3]);
-        // A pass whose tasks ended before taking what joined it: that goes to the next pass.
-        writes.waiting.lock().add(vec![handed(9, 2)]);
-        writes.end_pass();
+        // A pass whose tasks all ended before taking what joined it: that goes to the next
+        // pass, and the writer must be woken for it.
+        assert!(!writes.waiting.lock().add(vec![handed(9, 2)]), "joins the pass under way");
+        assert!(writes.end_pass(), "the next pass has connections");
         assert_eq!(writes.start_pass().map(|c| ids(&c)), Some(vec![9]));
-        writes.end_pass();
+        assert!(!writes.end_pass());
         assert!(writes.start_pass().is_none());
     }
 }
