@@ -43,7 +43,7 @@ const PACE_MAX: Duration = Duration::from_millis(5);
 /// A write pass this long is followed by the next one right away: each of its writes already
 /// carries what was published during the pass, and a pause would only make the time between
 /// two writes to a connection longer. (Scenario (c) of the benchmark, 10,000 members: a pass
-/// of ~195 ms, and on loopback a receiver that waited more than ~200 ms between two segments,
+/// of ~190 ms, and on loopback a receiver that waited more than ~200 ms between two segments,
 /// its retransmission timeout, acknowledges the next ones at once, in the sender's system call,
 /// which makes the writes dearer and the passes longer still.)
 const PACE_UNTIL: Duration = Duration::from_millis(50);
