@@ -182,6 +182,7 @@ impl Waiting {
                 self.next.extend(handed);
             }
         } else {
+            self.next.reserve(handed.len());
             let mut late = Vec::new();
             for connection in handed {
                 if connection.written_at > self.before {
@@ -264,9 +265,9 @@ impl PendingWrites {
         waiting.next.extend(late);
         !waiting.next.is_empty()
     }
-}
 
-impl Joining<Handed> for PendingWrites {
+    /// Moves up to `most` of the connections that joined the pass under way, in the order they
+    /// joined, into `into`; moving none closes the pass to more.
     fn join(&self, into: &mut Vec<Handed>, most: usize) {
         let mut waiting = self.waiting.lock();
         let count = waiting.late.len().min(most);
@@ -278,33 +279,27 @@ impl Joining<Handed> for PendingWrites {
     }
 }
 
-/// Where a write pass takes the items that join it while it runs.
-trait Joining<T>: Send + Sync + 'static {
-    /// Moves up to `most` of them, in the order they joined, into `into`; moving none closes
-    /// the pass to more.
-    fn join(&self, into: &mut Vec<T>, most: usize);
-}
-
 /// The connections of one write pass, written in their order whichever of its tasks the
 /// runtime runs first (tasks that each took their own share ran in the runtime's order, the
 /// last spawned first), then those that join it while it runs, in the order they joined.
-struct Pass<T, J> {
-    items: Vec<T>,
+struct Pass {
+    items: Vec<Handed>,
     /// The next one to write.
     next: AtomicUsize,
-    joining: Arc<J>,
+    /// Where the connections that join the pass wait.
+    writes: Arc<PendingWrites>,
 }
 
-impl<T: Send + Sync + 'static, J: Joining<T>> Pass<T, J> {
-    fn new(items: Vec<T>, joining: Arc<J>) -> Pass<T, J> {
-        Pass { items, next: AtomicUsize::new(0), joining }
+impl Pass {
+    fn new(items: Vec<Handed>, writes: Arc<PendingWrites>) -> Pass {
+        Pass { items, next: AtomicUsize::new(0), writes }
     }
 
     /// Spawns one task per [`WRITES_PER_TASK`] items (spread over the runtime's threads); they
     /// call `write` with each item, and the ones after it, in order, then with those that join.
     fn spawn_writers<F>(self: &Arc<Self>, tasks: &mut tokio::task::JoinSet<()>, write: F)
     where
-        F: Fn(&T, &[T]) + Clone + Send + 'static,
+        F: Fn(&Handed, &[Handed]) + Clone + Send + 'static,
     {
         for _ in 0..self.items.len().div_ceil(WRITES_PER_TASK).max(1) {
             let (pass, write) = (self.clone(), write.clone());
@@ -315,7 +310,7 @@ impl<T: Send + Sync + 'static, J: Joining<T>> Pass<T, J> {
     /// Writes from the shared cursor, then what joins, until nothing is left,
     /// [`WRITES_PER_TAKE`] items at a time, yielding to the runtime after every
     /// [`WRITES_PER_TASK`].
-    async fn write(&self, write: impl Fn(&T, &[T])) {
+    async fn write(&self, write: impl Fn(&Handed, &[Handed])) {
         let mut since_yield = 0;
         let mut joined = Vec::new();
         loop {
@@ -324,7 +319,7 @@ impl<T: Send + Sync + 'static, J: Joining<T>> Pass<T, J> {
                 Some(rest) if !rest.is_empty() => rest,
                 _ => {
                     joined.clear();
-                    self.joining.join(&mut joined, WRITES_PER_TAKE);
+                    self.writes.join(&mut joined, WRITES_PER_TAKE);
                     if joined.is_empty() {
                         break;
                     }
@@ -558,23 +553,17 @@ mod tests {
         });
     }
 
-    /// Items that join a pass, for the tests of [`Pass`].
-    #[derive(Default)]
-    struct Joiners(Mutex<VecDeque<usize>>);
-
-    impl Joining<usize> for Joiners {
-        fn join(&self, into: &mut Vec<usize>, most: usize) {
-            let mut joiners = self.0.lock();
-            let count = joiners.len().min(most);
-            into.extend(joiners.drain(..count));
-        }
-    }
-
     #[test]
     fn a_write_pass_writes_in_its_order_whichever_task_runs_first_then_what_joined() {
+        use crate::connection::tests::detached;
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
         let count = 3 * WRITES_PER_TASK + 10;
         let joined = count..count + WRITES_PER_TAKE + 5;
+        let handed = |ids: std::ops::Range<usize>| {
+            ids.map(|id| Handed { connection: detached(id as ConnId), written_at: 0 }).collect::<Vec<_>>()
+        };
+        let writes = Arc::new(PendingWrites::default());
+        writes.waiting.lock().add(handed(0..count));
         let written = Arc::new(Mutex::new(Vec::new()));
         let record = written.clone();
         // Spawned from a task, as the engine's writer does: the runtime then runs the task
@@ -582,17 +571,18 @@ mod tests {
         let writer = runtime.spawn({
             let joined = joined.clone();
             async move {
-                let joiners = Arc::new(Joiners::default());
-                let pass = Arc::new(Pass::new((0..count).collect::<Vec<usize>>(), joiners.clone()));
+                let pass = Arc::new(Pass::new(writes.start_pass().unwrap(), writes.clone()));
                 let mut tasks = tokio::task::JoinSet::new();
                 pass.spawn_writers(&mut tasks, move |item, ahead| {
-                    if *item < count {
+                    let item = item.connection.id() as usize;
+                    if item < count {
+                        let ahead = ahead.iter().map(|c| c.connection.id() as usize).collect::<Vec<_>>();
                         assert_eq!(ahead, (item + 1..count).collect::<Vec<_>>());
                     }
-                    if *item == 3 {
-                        joiners.0.lock().extend(joined.clone());
+                    if item == 3 {
+                        writes.waiting.lock().add(handed(joined.clone()));
                     }
-                    record.lock().push(*item);
+                    record.lock().push(item);
                 });
                 while tasks.join_next().await.is_some() {}
             }
