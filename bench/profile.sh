@@ -6,6 +6,9 @@
 #     SERVER  roomcast | ws | uws | bun
 #     TOOL    perf      CPU samples with call graphs, kernel included (perf record -e cpu-clock)
 #             syscalls  system calls per 1,000 deliveries (perf stat on syscall tracepoints)
+#             wakeups   per 100 ms: the server's sends, the share of them that woke a sleeping
+#                       thread (on loopback, the load generator) and sent an IPI for it, and the
+#                       server's CPU per send (perf stat -I 100)
 #             callgrind user-space instructions, counted only once all connections are open
 #             dhat      heap blocks live at exit, by allocation site (for idle memory)
 #   e.g. bench/profile.sh roomcast perf --mode publish --conns 1000 --rate 200 --duration-ms 5000
@@ -32,7 +35,7 @@ case $tool in
   callgrind) command=(valgrind --tool=callgrind --instr-atstart=no --smc-check=all-non-file
                       "--callgrind-out-file=$out/$stamp.callgrind" "${command[@]}") ;;
   dhat) command=(valgrind --tool=dhat --smc-check=all-non-file "--dhat-out-file=$out/$stamp.dhat.json" "${command[@]}") ;;
-  perf | syscalls) ;;
+  perf | syscalls | wakeups) ;;
   *) echo "unknown tool $tool" >&2; exit 2 ;;
 esac
 
@@ -77,6 +80,28 @@ case $tool in
         const f = line.split(","); if (!/^\d+$/.test(f[0])) continue
         console.log(`${f[2].replace("syscalls:sys_enter_", "").padEnd(12)} ${f[0].padStart(10)}  ${(f[0] * 1000 / received).toFixed(1)} per 1,000 deliveries`)
       }' "$out/$stamp.syscalls.csv" "$out/$stamp.report.json" ;;
+  wakeups)
+    # Sends: sendto and sendmsg, and write and writev (how ws, through libuv, writes).
+    events=sched:sched_waking,ipi:ipi_send_cpu,cpu-clock$(printf ',syscalls:sys_enter_%s' sendto sendmsg write writev)
+    perf stat -I 100 -x, -e "$events" -p "$pid" -o "$out/$stamp.wakeups.csv" &
+    counter=$!
+    wait "$load"; kill -INT "$counter"; wait "$counter" || true
+    # One row per 100 ms with at least 100 sends: time since the load generator started, sends,
+    # % of them that woke a thread, % that sent an IPI for it, server CPU µs per send.
+    node -e '
+      const rows = new Map()
+      for (const line of require("fs").readFileSync(process.argv[1], "utf8").split("\n")) {
+        const f = line.split(","); if (f.length < 4 || !/^\s*[\d.]+$/.test(f[0])) continue
+        const row = rows.get(f[0]) ?? rows.set(f[0], {}).get(f[0])
+        row[f[3].split(":").pop()] = Number(f[1])
+      }
+      console.log("   time   sends  waking    IPI  µs/send")
+      for (const [time, r] of rows) {
+        const calls = ["sendto", "sendmsg", "write", "writev"].map((name) => r[`sys_enter_${name}`] ?? 0)
+        const sends = calls.reduce((a, b) => a + b); if (sends < 100) continue
+        const pct = (n) => `${((100 * (n ?? 0)) / sends).toFixed(0)}%`.padStart(7)
+        console.log(`${Number(time).toFixed(1).padStart(6)} s ${String(sends).padStart(6)} ${pct(r.sched_waking)} ${pct(r.ipi_send_cpu)} ${((r["cpu-clock"] * 1000) / sends).toFixed(1).padStart(8)}`)
+      }' "$out/$stamp.wakeups.csv" ;;
   callgrind)
     for _ in $(seq 600); do [ "$(connections)" -ge "$conns" ] && break; sleep 0.2; done
     callgrind_control -i on "$pid" >/dev/null
