@@ -437,12 +437,12 @@ impl Engine {
     /// a sixth of the time the pass took, at least [`PACE_MIN`] and at most [`PACE_MAX`]
     /// (none after a pass of [`PACE_UNTIL`] or more): what is published meanwhile
     /// is written with what is already queued, in one vectored write per connection. On
-    /// loopback a write costs ~12–20 µs whatever it carries, so under load fuller writes are
+    /// loopback a write costs ~7–19 µs whatever it carries, so under load fuller writes are
     /// what keeps the CPU per delivery down (and leaves some to the JavaScript thread). The
-    /// price is latency: a publication made after a pass may wait that pause (a sixth of the
-    /// pass, but at least 1 ms and at most 5 ms); after short passes (< 0.5 ms: small rooms,
-    /// light load) and long ones (≥ 50 ms) nothing waits. Frames that must not wait (replies,
-    /// pongs, direct sends) wake the connection's task instead.
+    /// price is latency: a publication made after a pass may wait that pause; after passes
+    /// shorter than [`PACE_FROM`] (small rooms, light load) and from [`PACE_UNTIL`] on nothing
+    /// waits. Frames that must not wait (replies, pongs, direct sends) wake the connection's
+    /// task instead.
     pub(crate) fn write_soon(&self, connections: Vec<Handed>) {
         if self.runtime.get().is_none() {
             return; // No runtime, so no socket either: nothing to write to.
