@@ -29,9 +29,17 @@ function step(title, command, args, { capture = false } = {}) {
 step('build', 'npm', ['run', 'build'])
 step('lint', 'npm', ['run', 'lint'])
 const cargo = step('cargo test', 'cargo', ['test', '--workspace', '--color', 'never'], { capture: true })
+// The benchmark's load generator is a workspace of its own (bench/loadgen); release, as the
+// benchmark builds it, so the smoke run below reuses what this compiles.
+const loadgen = step(
+  'cargo test (benchmark load generator)',
+  'cargo',
+  ['test', '--release', '--manifest-path', 'bench/loadgen/Cargo.toml', '--color', 'never'],
+  { capture: true },
+)
 let cargoPassed = 0
 let cargoFailed = 0
-for (const match of cargo.matchAll(/test result: \w+\. (\d+) passed; (\d+) failed/g)) {
+for (const match of (cargo + loadgen).matchAll(/test result: \w+\. (\d+) passed; (\d+) failed/g)) {
   cargoPassed += Number(match[1])
   cargoFailed += Number(match[2])
 }

@@ -11,12 +11,13 @@
 //
 // Payload of each published message (little-endian), then zero padding up to `size`:
 //   0..8 sequence number in its room, 8..16 CLOCK_MONOTONIC ns of the publish,
-//   16..20 room index (the room is named `r<index>`), 20..24 0xffffffff (sent by the server).
+//   16..20 room index (the room is named `r<index>`), 20..24 0xffffffff (sent by the server),
+//   24..32 CLOCK_MONOTONIC ns when it was due by the paced schedule (flat out: of the publish).
 'use strict'
 
 const { monitorEventLoopDelay } = require('node:perf_hooks')
 
-const HEADER_BYTES = 24
+const HEADER_BYTES = 32
 const FROM_SERVER = 0xffffffff
 // Bounds on what a control request may ask, so that a typo cannot hang a run.
 const MAX_DURATION_MS = 120_000
@@ -88,15 +89,18 @@ function runPublish(params, publish) {
   const names = Array.from({ length: rooms }, (_, i) => roomName(i))
   const limit = rate > 0 ? Math.max(1, Math.round((rate * durationMs) / 1000)) : Number.POSITIVE_INFINITY
 
-  const message = (i) => {
+  // Message i, due at `dueNs` by the schedule (flat out there is none: due when published).
+  const message = (i, dueNs) => {
     const room = i % rooms
     const seq = Math.floor(i / rooms)
     const buffer = Buffer.alloc(size)
+    const now = nowNs()
     buffer.writeUInt32LE(seq >>> 0, 0)
     buffer.writeUInt32LE(Math.floor(seq / 2 ** 32), 4)
-    buffer.writeBigUInt64LE(nowNs(), 8)
+    buffer.writeBigUInt64LE(now, 8)
     buffer.writeUInt32LE(room, 16)
     buffer.writeUInt32LE(FROM_SERVER, 20)
+    buffer.writeBigUInt64LE(dueNs ?? now, 24)
     publish(names[room], buffer)
   }
 
@@ -108,11 +112,18 @@ function runPublish(params, publish) {
     const finish = () =>
       resolve({ published: sent, elapsedMs: performance.now() - started, eventLoopDelay: stopMonitor() })
     if (rate > 0) {
-      // Paced: every millisecond, send what is due by now.
+      // Paced: every millisecond, send what is due by now. Message i is due i / rate seconds
+      // after the start, on the clock of the timestamps.
       const stopAt = deadline + PACED_GRACE_MS
+      const startedNs = nowNs()
+      const dueAt = (i) => startedNs + BigInt(Math.round((i * 1e9) / rate))
       const tick = () => {
-        const due = Math.min(limit, Math.floor(((performance.now() - started) * rate) / 1000))
-        while (sent < due && performance.now() < stopAt) message(sent++)
+        const now = nowNs()
+        while (sent < limit && performance.now() < stopAt) {
+          const due = dueAt(sent)
+          if (due > now) break
+          message(sent++, due)
+        }
         if (sent >= limit || performance.now() >= stopAt) finish()
         else setTimeout(tick, 1)
       }

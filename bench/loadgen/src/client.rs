@@ -33,7 +33,8 @@ pub struct Tally {
     pub reordered: Cell<u64>,
     /// Messages for another room, too short, of an unknown sender, or a broken frame.
     pub malformed: Cell<u64>,
-    /// Latencies below zero (a clock mismatch between the server and the load generator).
+    /// Latencies below zero, or a message stamped before it was due (a clock mismatch between
+    /// the server and the load generator, or a server's schedule gone wrong).
     pub negative: Cell<u64>,
     pub last_ns: Cell<u64>,
     /// Latency in microseconds.
@@ -42,6 +43,11 @@ pub struct Tally {
     /// run, when every connection sends its first segments (see `WARMUP` in scenario.rs).
     pub latency_settled: RefCell<Histogram<u64>>,
     pub settled_from_ns: Cell<u64>,
+    /// Latency in microseconds counted from when the message was due by its sender's schedule
+    /// (see `payload`): with the time the publisher waited for its event loop.
+    pub latency_from_due: RefCell<Histogram<u64>>,
+    /// How long after it was due the message was published, in microseconds (per delivery).
+    pub publish_lag: RefCell<Histogram<u64>>,
     /// Connections that ended (closed, reset) before the run did.
     pub ended: Cell<u64>,
     pub first_error: RefCell<Option<String>>,
@@ -50,6 +56,11 @@ pub struct Tally {
     /// Set when the run is over: connections ending after it are not counted.
     pub finished: Cell<bool>,
     scratch: RefCell<Vec<u8>>,
+}
+
+/// Microseconds from 1 to 120 s, 3 significant digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")
 }
 
 impl Tally {
@@ -61,9 +72,11 @@ impl Tally {
             malformed: Cell::new(0),
             negative: Cell::new(0),
             last_ns: Cell::new(0),
-            latency: RefCell::new(Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")),
-            latency_settled: RefCell::new(Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds")),
+            latency: RefCell::new(histogram()),
+            latency_settled: RefCell::new(histogram()),
             settled_from_ns: Cell::new(u64::MAX),
+            latency_from_due: RefCell::new(histogram()),
+            publish_lag: RefCell::new(histogram()),
             ended: Cell::new(0),
             first_error: RefCell::new(None),
             sent: RefCell::new(vec![0; rooms]),
@@ -135,7 +148,11 @@ pub async fn run(stream: TcpStream, leftover: Vec<u8>, member: Member, tally: Rc
                 let p = plan.as_ref().expect("plan");
                 out.clear();
                 let mut message = vec![0u8; p.size];
-                Header { seq: sent, sent_ns: mono_ns(), room: member.room, sender: p.slot }.write(&mut message);
+                // Due when this send was scheduled: the deadline of the sleep that ended.
+                let sent_ns = mono_ns();
+                let late = Instant::now().saturating_duration_since(next_send.deadline());
+                let due_ns = sent_ns.saturating_sub(late.as_nanos() as u64);
+                Header { seq: sent, sent_ns, room: member.room, sender: p.slot, due_ns }.write(&mut message);
                 wsclient::encode_masked(OP_BINARY, &message, (p.slot ^ 0x5a5a_a5a5).to_le_bytes(), &mut out);
                 if let Err(e) = wsclient::write_all(&stream, &out).await {
                     return client.end(&tally, e);
@@ -232,6 +249,8 @@ impl Client {
         let mut at = 0;
         let mut latency = tally.latency.borrow_mut();
         let mut latency_settled = tally.latency_settled.borrow_mut();
+        let mut latency_from_due = tally.latency_from_due.borrow_mut();
+        let mut publish_lag = tally.publish_lag.borrow_mut();
         let settled_from = tally.settled_from_ns.get();
         let (mut received, mut last) = (0u64, 0u64);
         while let Some(frame) = wsclient::parse(&buf[at..])? {
@@ -258,12 +277,14 @@ impl Client {
                     }
                     received += 1;
                     last = now;
-                    if now >= header.sent_ns {
+                    if now >= header.sent_ns && header.sent_ns >= header.due_ns {
                         let micros = ((now - header.sent_ns) / 1000).max(1);
                         latency.saturating_record(micros);
                         if header.sent_ns >= settled_from {
                             latency_settled.saturating_record(micros);
                         }
+                        latency_from_due.saturating_record(((now - header.due_ns) / 1000).max(1));
+                        publish_lag.saturating_record(((header.sent_ns - header.due_ns) / 1000).max(1));
                     } else {
                         Tally::bump(&tally.negative, 1);
                     }

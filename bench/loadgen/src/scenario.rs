@@ -5,6 +5,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::rc::Rc;
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Instant};
@@ -199,10 +200,11 @@ fn deliveries(tally: &Tally, expected: u64, outcome: Outcome, start_ns: u64, bef
     let span = secs(start_ns, tally.last_ns.get().max(start_ns));
     let usage = before.usage(after);
     let server_cpu = usage["server_cpu_s"].as_f64().unwrap_or(0.0);
+    let at = |h: &Histogram<u64>, q: f64| if h.is_empty() { 0 } else { h.value_at_quantile(q) };
     let latency = tally.latency.borrow();
-    let percentile = |q: f64| if latency.is_empty() { 0 } else { latency.value_at_quantile(q) };
     let settled = tally.latency_settled.borrow();
-    let settled_percentile = |q: f64| if settled.is_empty() { 0 } else { settled.value_at_quantile(q) };
+    let from_due = tally.latency_from_due.borrow();
+    let lag = tally.publish_lag.borrow();
     json!({
         "expected": expected,
         "received": received,
@@ -218,12 +220,16 @@ fn deliveries(tally: &Tally, expected: u64, outcome: Outcome, start_ns: u64, bef
         "delivery_span_s": span,
         "deliveries_per_s": if span > 0.0 { received as f64 / span } else { 0.0 },
         "latency_us": {
-            "p50": percentile(0.5), "p99": percentile(0.99), "p999": percentile(0.999),
+            "p50": at(&latency, 0.5), "p99": at(&latency, 0.99), "p999": at(&latency, 0.999),
             "max": latency.max(), "mean": latency.mean(), "count": latency.len(),
         },
         "latency_after_warmup_us": {
-            "p50": settled_percentile(0.5), "p99": settled_percentile(0.99), "count": settled.len(),
+            "p50": at(&settled, 0.5), "p99": at(&settled, 0.99), "count": settled.len(),
         },
+        "latency_from_schedule_us": {
+            "p50": at(&from_due, 0.5), "p99": at(&from_due, 0.99), "p999": at(&from_due, 0.999), "max": from_due.max(),
+        },
+        "publish_lag_us": { "p50": at(&lag, 0.5), "p99": at(&lag, 0.99), "max": lag.max() },
         "server_cpu_us_per_1k": if received > 0 { server_cpu * 1e6 / (received as f64 / 1000.0) } else { 0.0 },
         "usage": usage,
     })
