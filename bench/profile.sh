@@ -11,6 +11,10 @@
 #                       server's CPU per send (perf stat -I 100)
 #             callgrind user-space instructions, counted only once all connections are open
 #             dhat      heap blocks live at exit, by allocation site (for idle memory)
+#             reads     every delivery, dumped by the load generator (--dump; 32 bytes each,
+#                       64 MB for (b)) and summarized by reads.js: when the late messages were
+#                       published, the time between two reads of a connection, the oldest
+#                       message of a read, stalls
 #   e.g. bench/profile.sh roomcast perf --mode publish --conns 1000 --rate 200 --duration-ms 5000
 #
 # Needs the load generator built (node bench/run.js --quick builds it), perf and valgrind.
@@ -35,7 +39,7 @@ case $tool in
   callgrind) command=(valgrind --tool=callgrind --instr-atstart=no --smc-check=all-non-file
                       "--callgrind-out-file=$out/$stamp.callgrind" "${command[@]}") ;;
   dhat) command=(valgrind --tool=dhat --smc-check=all-non-file "--dhat-out-file=$out/$stamp.dhat.json" "${command[@]}") ;;
-  perf | syscalls | wakeups) ;;
+  perf | syscalls | wakeups | reads) ;;
   *) echo "unknown tool $tool" >&2; exit 2 ;;
 esac
 
@@ -54,7 +58,9 @@ connections() { node -e '
   }).on("error", () => console.log(0))' "$port"; }
 conns=$(node -e 'const a = process.argv.slice(1); const i = a.indexOf("--conns"); console.log(i < 0 ? 1000 : a[i + 1])' -- "$@")
 
-taskset -c 1 "$loadgen" --port "$port" "$@" >"$out/$stamp.report.json" &
+dump=()
+[ "$tool" = reads ] && dump=(--dump "$out/$stamp.dump")
+taskset -c 1 "$loadgen" --port "$port" "$@" "${dump[@]}" >"$out/$stamp.report.json" &
 load=$!
 case $tool in
   perf)
@@ -109,6 +115,9 @@ case $tool in
     callgrind_control -d "$pid" >/dev/null
     sleep 1
     callgrind_annotate --inclusive=yes "$out/$stamp.callgrind.1" 2>/dev/null | grep -E 'roomcast|tokio|PROGRAM' | head -30 ;;
+  reads)
+    wait "$load"
+    node reads.js "$out/$stamp.dump" ;;
   dhat)
     wait "$load"
     stop; sleep 2

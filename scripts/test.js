@@ -1,7 +1,8 @@
-// `npm test`: builds the addon, checks formatting and lints, runs cargo test, vitest, the
-// end-to-end tests of the Next.js example in Chromium (e2e/), the Autobahn cases (compared with
-// docs/autobahn/summary.json) and the benchmark's smoke run (nothing lost; no timing), and closes
-// with one plain summary line ("tests: N passed, N failed").
+// `npm test`: builds the addon, checks formatting and lints, runs cargo test (the workspace, then
+// the benchmark's load generator), vitest, the end-to-end tests of the Next.js example in
+// Chromium (e2e/), the Autobahn cases (compared with docs/autobahn/summary.json) and the
+// benchmark's smoke run (nothing lost; no timing), and closes with one plain summary line
+// ("tests: N passed, N failed").
 'use strict'
 
 const { spawnSync } = require('node:child_process')
@@ -29,12 +30,11 @@ function step(title, command, args, { capture = false } = {}) {
 step('build', 'npm', ['run', 'build'])
 step('lint', 'npm', ['run', 'lint'])
 const cargo = step('cargo test', 'cargo', ['test', '--workspace', '--color', 'never'], { capture: true })
-// The benchmark's load generator is a workspace of its own (bench/loadgen); release, as the
-// benchmark builds it, so the smoke run below reuses what this compiles.
+// The benchmark's load generator is a cargo workspace of its own (bench/loadgen).
 const loadgen = step(
   'cargo test (benchmark load generator)',
   'cargo',
-  ['test', '--release', '--manifest-path', 'bench/loadgen/Cargo.toml', '--color', 'never'],
+  ['test', '--manifest-path', 'bench/loadgen/Cargo.toml', '--color', 'never'],
   { capture: true },
 )
 let cargoPassed = 0

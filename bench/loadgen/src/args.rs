@@ -27,6 +27,10 @@ impl Args {
         }
     }
 
+    pub fn has(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
+
     pub fn text(&self, name: &str, default: &str) -> String {
         self.values.get(name).cloned().unwrap_or_else(|| default.to_string())
     }
@@ -62,4 +66,6 @@ Options (defaults in brackets):
   --steps 10000,19000       idle: cumulative connection counts          --settle-ms [3000]
   --concurrency [256]       connects in flight   --path [/ws]
   --src-per-addr [5000]     connections per 127.0.0.x source address      --src-first [1]
+  --dump PATH               publish, relay: write every delivery to PATH (32 bytes each, see
+                            client::Delivery; node bench/reads.js PATH summarizes them)
 ";

@@ -33,9 +33,11 @@ pub struct Tally {
     pub reordered: Cell<u64>,
     /// Messages for another room, too short, of an unknown sender, or a broken frame.
     pub malformed: Cell<u64>,
-    /// Latencies below zero, or a message stamped before it was due (a clock mismatch between
-    /// the server and the load generator, or a server's schedule gone wrong).
+    /// Latencies below zero (a clock mismatch between the server and the load generator).
     pub negative: Cell<u64>,
+    /// Messages published before they were due, or read before that: a server's schedule gone
+    /// wrong, left out of the latency from the schedule.
+    pub before_due: Cell<u64>,
     pub last_ns: Cell<u64>,
     /// Latency in microseconds.
     pub latency: RefCell<Histogram<u64>>,
@@ -48,6 +50,8 @@ pub struct Tally {
     pub latency_from_due: RefCell<Histogram<u64>>,
     /// How long after it was due the message was published, in microseconds (per delivery).
     pub publish_lag: RefCell<Histogram<u64>>,
+    /// Every delivery, when `--dump` asks for them (see [`Delivery`]).
+    pub dump: RefCell<Option<Vec<Delivery>>>,
     /// Connections that ended (closed, reset) before the run did.
     pub ended: Cell<u64>,
     pub first_error: RefCell<Option<String>>,
@@ -56,6 +60,27 @@ pub struct Tally {
     /// Set when the run is over: connections ending after it are not counted.
     pub finished: Cell<bool>,
     scratch: RefCell<Vec<u8>>,
+}
+
+/// One delivery as `--dump` writes it: four little-endian u64, CLOCK_MONOTONIC nanoseconds
+/// (when the message was due, when it was published, when the read that brought it returned) and
+/// the index of the connection that read it. `bench/reads.js` reads the file.
+#[derive(Clone, Copy)]
+pub struct Delivery {
+    pub due_ns: u64,
+    pub sent_ns: u64,
+    pub read_ns: u64,
+    pub connection: u64,
+}
+
+impl Delivery {
+    pub const BYTES: usize = 32;
+
+    pub fn write(&self, into: &mut Vec<u8>) {
+        for field in [self.due_ns, self.sent_ns, self.read_ns, self.connection] {
+            into.extend_from_slice(&field.to_le_bytes());
+        }
+    }
 }
 
 /// Microseconds from 1 to 120 s, 3 significant digits.
@@ -71,12 +96,14 @@ impl Tally {
             reordered: Cell::new(0),
             malformed: Cell::new(0),
             negative: Cell::new(0),
+            before_due: Cell::new(0),
             last_ns: Cell::new(0),
             latency: RefCell::new(histogram()),
             latency_settled: RefCell::new(histogram()),
             settled_from_ns: Cell::new(u64::MAX),
             latency_from_due: RefCell::new(histogram()),
             publish_lag: RefCell::new(histogram()),
+            dump: RefCell::new(None),
             ended: Cell::new(0),
             first_error: RefCell::new(None),
             sent: RefCell::new(vec![0; rooms]),
@@ -106,6 +133,8 @@ pub struct SendPlan {
 /// Who a client is: its room, how many senders it can hear from (1 for server publishes, the
 /// room's size for relays), and what it sends.
 pub struct Member {
+    /// The connection's index, from 0 in the order they opened.
+    pub index: u32,
     pub room: u32,
     pub senders: usize,
     pub plan: Option<SendPlan>,
@@ -113,8 +142,13 @@ pub struct Member {
 
 /// Runs one client until its connection ends or the run is over.
 pub async fn run(stream: TcpStream, leftover: Vec<u8>, member: Member, tally: Rc<Tally>) {
-    let mut client =
-        Client { expected: vec![0; member.senders], carry: leftover, room: member.room, replies: Vec::new() };
+    let mut client = Client {
+        expected: vec![0; member.senders],
+        carry: leftover,
+        index: member.index,
+        room: member.room,
+        replies: Vec::new(),
+    };
     if !client.carry.is_empty() {
         let carry = std::mem::take(&mut client.carry);
         if let Err(e) = client.consume(&carry, mono_ns(), &tally) {
@@ -174,6 +208,7 @@ struct Client {
     expected: Vec<u64>,
     /// An incomplete frame left from the previous read.
     carry: Vec<u8>,
+    index: u32,
     room: u32,
     /// Pongs to send.
     replies: Vec<u8>,
@@ -251,6 +286,7 @@ impl Client {
         let mut latency_settled = tally.latency_settled.borrow_mut();
         let mut latency_from_due = tally.latency_from_due.borrow_mut();
         let mut publish_lag = tally.publish_lag.borrow_mut();
+        let mut dump = tally.dump.borrow_mut();
         let settled_from = tally.settled_from_ns.get();
         let (mut received, mut last) = (0u64, 0u64);
         while let Some(frame) = wsclient::parse(&buf[at..])? {
@@ -277,16 +313,29 @@ impl Client {
                     }
                     received += 1;
                     last = now;
-                    if now >= header.sent_ns && header.sent_ns >= header.due_ns {
+                    if now >= header.sent_ns {
                         let micros = ((now - header.sent_ns) / 1000).max(1);
                         latency.saturating_record(micros);
                         if header.sent_ns >= settled_from {
                             latency_settled.saturating_record(micros);
                         }
+                    } else {
+                        Tally::bump(&tally.negative, 1);
+                    }
+                    if now >= header.sent_ns && header.sent_ns >= header.due_ns {
                         latency_from_due.saturating_record(((now - header.due_ns) / 1000).max(1));
                         publish_lag.saturating_record(((header.sent_ns - header.due_ns) / 1000).max(1));
                     } else {
-                        Tally::bump(&tally.negative, 1);
+                        Tally::bump(&tally.before_due, 1);
+                    }
+                    if let Some(dump) = dump.as_mut() {
+                        let connection = u64::from(self.index);
+                        dump.push(Delivery {
+                            due_ns: header.due_ns,
+                            sent_ns: header.sent_ns,
+                            read_ns: now,
+                            connection,
+                        });
                     }
                 }
                 OP_PING => wsclient::encode_masked(OP_PONG, payload, [7, 7, 7, 7], &mut self.replies),
@@ -302,5 +351,20 @@ impl Client {
             tally.last_ns.set(last);
         }
         Ok(at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Delivery;
+
+    #[test]
+    fn a_delivery_is_written_as_reads_js_reads_it() {
+        let delivery = Delivery { due_ns: 1, sent_ns: 2 << 32, read_ns: 3, connection: 19_999 };
+        let mut bytes = Vec::new();
+        delivery.write(&mut bytes);
+        assert_eq!(bytes.len(), Delivery::BYTES);
+        let word = |i: usize| u64::from_le_bytes(bytes[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+        assert_eq!([word(0), word(1), word(2), word(3)], [1, 2 << 32, 3, 19_999]);
     }
 }

@@ -215,6 +215,7 @@ fn deliveries(tally: &Tally, expected: u64, outcome: Outcome, start_ns: u64, bef
         "reordered": tally.reordered.get(),
         "malformed": tally.malformed.get(),
         "negative_latency": tally.negative.get(),
+        "published_before_due": tally.before_due.get(),
         "ended_connections": tally.ended.get(),
         "first_error": *tally.first_error.borrow(),
         "delivery_span_s": span,
@@ -238,7 +239,7 @@ fn deliveries(tally: &Tally, expected: u64, outcome: Outcome, start_ns: u64, bef
 fn spawn_clients(opened: Opened, from: usize, rooms: usize, senders: impl Fn(usize) -> usize, tally: &Rc<Tally>) {
     for (offset, (stream, leftover)) in opened.streams.into_iter().enumerate() {
         let i = from + offset;
-        let member = Member { room: (i % rooms) as u32, senders: senders(i), plan: None };
+        let member = Member { index: i as u32, room: (i % rooms) as u32, senders: senders(i), plan: None };
         tokio::task::spawn_local(client::run(stream, leftover, member, tally.clone()));
     }
 }
@@ -259,6 +260,7 @@ async fn publish(args: &Args, setup: &Setup, eventloop: bool) -> Result<Value, E
     let opened = open(setup, 0, conns, rooms, false).await?;
     let connect_s = opened.seconds;
     let tally = Tally::new(rooms);
+    start_dump(args, &tally);
     spawn_clients(opened, 0, rooms, |_| 1, &tally);
     await_server_count(setup, conns).await?;
     let loadavg_start = procfs::loadavg();
@@ -323,6 +325,7 @@ async fn publish(args: &Args, setup: &Setup, eventloop: bool) -> Result<Value, E
         result["http_requests_per_s"] = json!(done.get() as f64 / (duration_ms as f64 / 1000.0));
         result["idle"] = report["idle"].take();
     }
+    write_dump(args, &tally)?;
     Ok(result)
 }
 
@@ -347,6 +350,7 @@ async fn relay(args: &Args, setup: &Setup) -> Result<Value, Error> {
     await_server_count(setup, conns).await?;
     let loadavg_start = procfs::loadavg();
     let tally = Tally::new(rooms);
+    start_dump(args, &tally);
     let period = Duration::from_secs_f64(1.0 / send_rate);
     let count = (send_rate * duration_ms as f64 / 1000.0).round().max(1.0) as u64;
     let before = Window::now(setup.pid)?;
@@ -355,7 +359,7 @@ async fn relay(args: &Args, setup: &Setup) -> Result<Value, Error> {
         let stagger = period.mul_f64(i as f64 / conns as f64);
         let plan = SendPlan { slot: (i / rooms) as u32, first_at: first_at + stagger, period, count, size };
         let room_size = members(conns, rooms, i % rooms) as usize;
-        let member = Member { room: (i % rooms) as u32, senders: room_size, plan: Some(plan) };
+        let member = Member { index: i as u32, room: (i % rooms) as u32, senders: room_size, plan: Some(plan) };
         tokio::task::spawn_local(client::run(stream, leftover, member, tally.clone()));
     }
     // Wait for the sending to end, then for the deliveries.
@@ -383,6 +387,7 @@ async fn relay(args: &Args, setup: &Setup) -> Result<Value, Error> {
     result["connect_s"] = json!(connect_s);
     result["loadavg_start"] = json!(loadavg_start);
     result["loadavg_end"] = json!(procfs::loadavg());
+    write_dump(args, &tally)?;
     Ok(result)
 }
 
@@ -459,6 +464,25 @@ async fn connect_rate(args: &Args, setup: &Setup) -> Result<Value, Error> {
         "usage": usage,
         "lost": 0,
     }))
+}
+
+/// With `--dump PATH`, every delivery is kept (see [`client::Delivery`]) ...
+fn start_dump(args: &Args, tally: &Tally) {
+    if args.has("dump") {
+        *tally.dump.borrow_mut() = Some(Vec::new());
+    }
+}
+
+/// ... and written to PATH once the run is over.
+fn write_dump(args: &Args, tally: &Tally) -> Result<(), Error> {
+    let Some(dump) = tally.dump.borrow_mut().take() else { return Ok(()) };
+    let mut bytes = Vec::with_capacity(dump.len() * client::Delivery::BYTES);
+    for delivery in &dump {
+        delivery.write(&mut bytes);
+    }
+    let path = args.text("dump", "");
+    std::fs::write(&path, bytes).map_err(|e| format!("--dump {path}: {e}"))?;
+    Ok(())
 }
 
 fn check_size(size: usize) -> Result<(), Error> {
