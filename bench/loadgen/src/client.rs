@@ -319,13 +319,14 @@ impl Client {
                         if header.sent_ns >= settled_from {
                             latency_settled.saturating_record(micros);
                         }
+                        if header.sent_ns >= header.due_ns {
+                            latency_from_due.saturating_record(((now - header.due_ns) / 1000).max(1));
+                            publish_lag.saturating_record(((header.sent_ns - header.due_ns) / 1000).max(1));
+                        } else {
+                            Tally::bump(&tally.before_due, 1);
+                        }
                     } else {
                         Tally::bump(&tally.negative, 1);
-                    }
-                    if now >= header.sent_ns && header.sent_ns >= header.due_ns {
-                        latency_from_due.saturating_record(((now - header.due_ns) / 1000).max(1));
-                        publish_lag.saturating_record(((header.sent_ns - header.due_ns) / 1000).max(1));
-                    } else {
                         Tally::bump(&tally.before_due, 1);
                     }
                     if let Some(dump) = dump.as_mut() {

@@ -473,15 +473,20 @@ fn start_dump(args: &Args, tally: &Tally) {
     }
 }
 
-/// ... and written to PATH once the run is over.
+/// ... and written to PATH once the run is over, a few deliveries at a time.
 fn write_dump(args: &Args, tally: &Tally) -> Result<(), Error> {
+    use std::io::Write;
     let Some(dump) = tally.dump.borrow_mut().take() else { return Ok(()) };
-    let mut bytes = Vec::with_capacity(dump.len() * client::Delivery::BYTES);
-    for delivery in &dump {
-        delivery.write(&mut bytes);
-    }
     let path = args.text("dump", "");
-    std::fs::write(&path, bytes).map_err(|e| format!("--dump {path}: {e}"))?;
+    let failed = |e: std::io::Error| format!("--dump {path}: {e}");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).map_err(failed)?);
+    let mut bytes = Vec::with_capacity(client::Delivery::BYTES);
+    for delivery in &dump {
+        bytes.clear();
+        delivery.write(&mut bytes);
+        file.write_all(&bytes).map_err(failed)?;
+    }
+    file.flush().map_err(failed)?;
     Ok(())
 }
 
