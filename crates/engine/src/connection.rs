@@ -266,9 +266,10 @@ impl Connection {
         Handed { connection: self.clone(), written_at: self.written_at.load(Relaxed) }
     }
 
-    /// Writes what is queued, as write number `number` of the engine's writer (the task takes
-    /// over a socket that blocks, and frames queued during the write go to the writer's next
-    /// pass). A panic is counted and leaves the connection to its task.
+    /// Writes what is queued, as write number `number` of the engine's fan-out writes (the
+    /// writer's, or a small fan-out's made on the engine's threads; see `Engine::write_soon`).
+    /// The task takes over a socket that blocks, and frames queued during the write go to the
+    /// writer's next pass. A panic is counted and leaves the connection to its task.
     pub(crate) fn write_queued(self: &Arc<Self>, number: u64) {
         // Before the write: what a fan-out queues from now on waits for the next pass.
         self.written_at.store(number, Relaxed);
@@ -276,7 +277,7 @@ impl Connection {
             Ok(written) => {
                 self.count(&written);
                 if written.state == WriteState::Pending {
-                    self.endpoint.engine.write_soon(vec![self.handed()]);
+                    self.endpoint.engine.hand_to_writer(vec![self.handed()]);
                 }
             }
             Err(_) => {
@@ -327,8 +328,9 @@ impl Connection {
 }
 
 /// The connections a fan-out queued frames for that nobody is yet to write. When it is dropped
-/// (after the registry's lock), they go to the engine's writer (`Engine::write_soon`): a
-/// broadcast hands the runtime one list instead of waking a task per recipient.
+/// (after the registry's lock), they are written (`Engine::write_soon`): by the task that made
+/// a small fan-out on the engine's threads, otherwise by the engine's writer, to which a
+/// broadcast hands one list instead of waking a task per recipient.
 #[derive(Default)]
 pub(crate) struct Writes(Vec<Handed>);
 
@@ -414,6 +416,53 @@ pub(crate) mod tests {
         let mut bytes = [0; 8];
         theirs.read_exact(&mut bytes).expect("both frames arrive");
         assert_eq!(bytes, [1, 1, 1, 1, 2, 2, 2, 2]);
+        conn.outbox().release();
+    }
+
+    #[test]
+    fn a_small_fan_out_made_on_the_engines_threads_is_written_at_once_others_go_to_the_writer() {
+        use crate::engine::{as_engine_thread, WRITE_THROUGH_MAX};
+        use std::io::{ErrorKind, Read};
+        use std::os::fd::AsRawFd;
+        use std::os::unix::net::UnixStream;
+        // Connections of an engine without a runtime: what is handed to its writer stays queued.
+        let connect = |id: ConnId| {
+            let conn = detached(id);
+            let (ours, theirs) = UnixStream::pair().unwrap();
+            ours.set_nonblocking(true).unwrap();
+            theirs.set_nonblocking(true).unwrap();
+            conn.outbox().attach(ours.as_raw_fd());
+            (conn, ours, theirs)
+        };
+        let fan_out = |conns: &[&Arc<Connection>], byte: u8| {
+            let mut writes = Writes::default();
+            for conn in conns {
+                assert!(conn.deliver_fanout(&Bytes::from(vec![byte; 4]), &mut writes));
+            }
+        };
+        let read = |theirs: &mut UnixStream| {
+            let mut bytes = [0u8; 8];
+            match theirs.read(&mut bytes) {
+                Ok(n) => bytes[..n].to_vec(),
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::WouldBlock);
+                    Vec::new()
+                }
+            }
+        };
+        let (conn, _ours, mut theirs) = connect(1);
+        as_engine_thread(|| fan_out(&[&conn], 1));
+        assert_eq!(read(&mut theirs), [1; 4], "written before the fan-out returned");
+        // Made elsewhere (a JavaScript thread's broadcast()): for the writer, never written here.
+        fan_out(&[&conn], 2);
+        assert!(read(&mut theirs).is_empty(), "left to the writer");
+        // A bigger fan-out, even on an engine thread: for the writer.
+        let many: Vec<_> = (10..10 + WRITE_THROUGH_MAX as ConnId + 1).map(connect).collect();
+        as_engine_thread(|| fan_out(&many.iter().map(|(conn, ..)| conn).collect::<Vec<_>>(), 3));
+        for (other, _, theirs) in &many {
+            assert!(read(&mut theirs.try_clone().unwrap()).is_empty(), "left to the writer");
+            other.outbox().release();
+        }
         conn.outbox().release();
     }
 
