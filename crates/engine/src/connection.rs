@@ -65,8 +65,9 @@ pub struct Connection {
     pub(crate) alive: AtomicBool,
     /// Set when the task ends, before the connection leaves its rooms.
     released: AtomicBool,
-    /// When the engine's writer last wrote it: the number of that write, counted over all of
-    /// the writer's writes (0: none yet). See `Waiting::add` in engine.rs.
+    /// When a fan-out's write (the engine's writer's, or a small fan-out's on the engine's
+    /// threads) last wrote it: the number of that write, counted over all of them (0: none
+    /// yet). See `Waiting::add` in engine.rs.
     written_at: AtomicU64,
 }
 
@@ -420,7 +421,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_small_fan_out_made_on_the_engines_threads_is_written_at_once_others_go_to_the_writer() {
+    fn a_small_fan_out_made_on_the_engines_threads_is_written_there_others_go_to_the_writer() {
         use crate::engine::{as_engine_thread, WRITE_THROUGH_MAX};
         use std::io::{ErrorKind, Read};
         use std::os::fd::AsRawFd;
@@ -453,6 +454,16 @@ pub(crate) mod tests {
         let (conn, _ours, mut theirs) = connect(1);
         as_engine_thread(|| fan_out(&[&conn], 1));
         assert_eq!(read(&mut theirs), [1; 4], "written before the fan-out returned");
+        // Made while a task handles what it read: written once it is done, in one write.
+        let engine = conn.endpoint.engine;
+        as_engine_thread(|| {
+            engine.batching_writes(|| {
+                fan_out(&[&conn], 4);
+                fan_out(&[&conn], 5);
+                assert!(read(&mut theirs).is_empty(), "not while the read is being handled");
+            })
+        });
+        assert_eq!(read(&mut theirs), [4, 4, 4, 4, 5, 5, 5, 5], "both, once it was handled");
         // Made elsewhere (a JavaScript thread's broadcast()): for the writer, never written here.
         fan_out(&[&conn], 2);
         assert!(read(&mut theirs).is_empty(), "left to the writer");

@@ -1,7 +1,7 @@
 //! The process-global engine: one registry, one broker, one index of connections and one tokio
 //! runtime for every module instance and worker thread that loads the addon.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
@@ -50,17 +50,22 @@ const PACE_MAX: Duration = Duration::from_millis(5);
 const PACE_UNTIL: Duration = Duration::from_millis(50);
 
 /// The most connections a fan-out made on the engine's own threads (a client's message relayed
-/// to its rooms, a `roomcast.v1` client's publish) writes at once, as uWS.js and Bun do, instead
-/// of handing them to the writer. The writer is for bigger fan-outs: its passes make one write
-/// of what several of them queued for a connection. A relay to a few connections gains nothing
-/// from that (each write carried one message either way in scenario (e) of the benchmark, 100
-/// rooms of 10) and its messages waited for the writer's cycle, a pass and its pause: (e)'s
-/// median latency was ~2.6 ms against uWS.js's 0.6.
+/// to its rooms, a `roomcast.v1` client's publish) may reach to be written by the task that
+/// made it, as uWS.js and Bun write in the handler that publishes, instead of by the writer.
+/// The writer is for bigger fan-outs: its passes make one write of what several of them queued
+/// for a connection. A relay to a few connections gained nothing from that (each write carried
+/// one message either way in scenario (e) of the benchmark, 100 rooms of 10) and its messages
+/// waited for the writer's cycle, a pass and its pause: (e)'s median latency was 0.5–3.9 ms from
+/// run to run, against ~0.6 for uWS.js, and ~0.6 with this. The connections are written once
+/// the task has handled everything it read (see [`Engine::batching_writes`]).
 pub(crate) const WRITE_THROUGH_MAX: usize = 16;
 
 thread_local! {
     /// Set on the threads of the engine's runtime (never on a JavaScript thread).
     static ENGINE_THREAD: Cell<bool> = const { Cell::new(false) };
+    /// While a connection's task handles what it read: the connections its small fan-outs
+    /// reached, to be written when it is done (see [`Engine::batching_writes`]).
+    static READ_BATCH: RefCell<Option<Vec<Handed>>> = const { RefCell::new(None) };
 }
 
 /// Whether this is one of the engine's runtime threads.
@@ -460,10 +465,11 @@ impl Engine {
             .handle()
     }
 
-    /// Writes what a fan-out queued for `connections` (see [`crate::connection::Writes`]): at
-    /// once, when the fan-out was made on one of the engine's threads and reached at most
-    /// [`WRITE_THROUGH_MAX`] connections; otherwise hands them to the engine's writer, which
-    /// writes every connection it was given in one pass. (A fan-out made on a JavaScript thread,
+    /// Writes what a fan-out queued for `connections` (see [`crate::connection::Writes`]): on
+    /// this thread, when the fan-out was made on one of the engine's threads and reached at most
+    /// [`WRITE_THROUGH_MAX`] connections (at once, or once the reading task is done, see
+    /// [`Engine::batching_writes`]); otherwise hands them to the engine's writer, which writes
+    /// every connection it was given in one pass. (A fan-out made on a JavaScript thread,
     /// `broadcast()`, always goes to the writer: that thread never writes to a socket.)
     ///
     /// After a pass that took a while (a big room, or the machine busy), the writer pauses for
@@ -477,13 +483,40 @@ impl Engine {
     /// waits. Frames that must not wait (replies, pongs, direct sends) wake the connection's
     /// task instead.
     pub(crate) fn write_soon(&self, connections: Vec<Handed>) {
-        if connections.len() <= WRITE_THROUGH_MAX && on_engine_thread() {
-            for handed in connections {
-                handed.connection.write_queued(self.writes.number_write());
-            }
-            return;
+        if connections.len() > WRITE_THROUGH_MAX || !on_engine_thread() {
+            return self.hand_to_writer(connections);
         }
-        self.hand_to_writer(connections);
+        let unbatched = READ_BATCH.with_borrow_mut(|batch| match batch {
+            Some(batch) => {
+                batch.extend(connections);
+                None
+            }
+            None => Some(connections),
+        });
+        if let Some(connections) = unbatched {
+            self.write_now(connections);
+        }
+    }
+
+    /// Runs `handle` (a connection's task handling what it read), then writes the connections
+    /// the small fan-outs it made reached: each once, with all it queued for them. A client's
+    /// burst (a read of many messages) costs a write per member, not a write per member and
+    /// message, as the writer's passes would have it; and the reading task makes those writes
+    /// after its read, not in the middle of it.
+    pub(crate) fn batching_writes<R>(&self, handle: impl FnOnce() -> R) -> R {
+        // (None before: a task's reads do not nest.)
+        let outer = READ_BATCH.replace(Some(Vec::new()));
+        let result = handle();
+        let batch = READ_BATCH.replace(outer).unwrap_or_default();
+        self.write_now(batch);
+        result
+    }
+
+    /// Writes `connections` on this thread, numbered as the writer's writes are.
+    fn write_now(&self, connections: Vec<Handed>) {
+        for handed in connections {
+            handed.connection.write_queued(self.writes.number_write());
+        }
     }
 
     /// Hands `connections` to the writer's next pass, or to the pass under way if it has not

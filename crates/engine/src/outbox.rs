@@ -3,8 +3,9 @@
 //! Producers (broadcasts on any thread, relays from other connections) push shared, already
 //! encoded frames. One writer at a time writes the queue to the socket, everything queued in one
 //! vectored write: the connection's task, or, for a fan-out, the engine's writer, which writes
-//! every connection the fan-out reached in one pass, so that a delivery does not wake the
-//! connection's task (the writer hands the socket back to it when a write would block or fails).
+//! every connection the fan-out reached in one pass, or the engine task that made a small
+//! fan-out (a relay), so that a delivery does not wake the connection's task (the socket is
+//! handed back to it when a write would block or fails).
 //! The lock is not held during the system call: producers queue meanwhile, so a publisher never
 //! waits for a socket.
 //! The bound counts every byte not yet written to the socket, so memory per connection stays
@@ -442,7 +443,8 @@ impl Outbox {
         written
     }
 
-    /// Writes what is queued, for anyone but the connection's task (a fan-out's writer). When
+    /// Writes what is queued, for anyone but the connection's task (a fan-out's writer: the
+    /// engine's, or the task that made a small fan-out). When
     /// the socket blocks or fails, the task is woken to take over; [`WriteState::Pending`] asks
     /// the caller to hand the connection to the writer's next pass. When a write is under way
     /// already (the task's, or another pass task's), nothing is done here: that write hands on

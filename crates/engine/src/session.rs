@@ -225,9 +225,12 @@ impl State {
     }
 
     /// Decodes client bytes; a panic anywhere in decoding or dispatch closes this connection
-    /// with 1011 instead of unwinding into the runtime.
+    /// with 1011 instead of unwinding into the runtime. The messages relayed to small rooms are
+    /// written once all of `bytes` is handled (`Engine::batching_writes`).
     fn decode_guarded(&mut self, bytes: &[u8]) {
-        if catch_unwind(AssertUnwindSafe(|| self.decode(bytes))).is_err() {
+        let engine = self.conn.endpoint.engine;
+        let decoded = engine.batching_writes(|| catch_unwind(AssertUnwindSafe(|| self.decode(bytes))));
+        if decoded.is_err() {
             let endpoint = &self.conn.endpoint;
             add(&endpoint.stats.internal_errors, 1);
             self.decoding = false;
