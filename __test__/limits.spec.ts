@@ -27,6 +27,29 @@ const yieldToLoop = () => new Promise((resolve) => setImmediate(resolve))
 const MiB = 1024 * 1024
 
 describe('slow consumers', () => {
+  it('relays a burst read at once and bigger than the queue bound to members that keep up', async () => {
+    const running = await server({ maxBufferedBytes: 16 * 1024 })
+    const room = uniqueRoom()
+    const [author, ...members] = await Promise.all([0, 1, 2].map(() => connect(running.url(`?room=${room}`))))
+    const count = 256
+    const received = members.map(() => 0)
+    for (const [i, ws] of members.entries()) ws.on('message', () => received[i]++)
+    // 128 KiB of frames in one write: the engine reads them in a few reads of up to 64 KiB each,
+    // and must write what they relay as it goes, not once a whole read is handled.
+    const socket = (author as unknown as { _socket: net.Socket })._socket
+    socket.cork()
+    for (let i = 0; i < count; i++) author.send('x'.repeat(512))
+    socket.uncork()
+    await until(
+      () => received.every((n) => n === count) || running.engine.stats().slowConsumerCloses > 0,
+      'the members to get the whole burst',
+      30_000,
+    )
+    expect(running.engine.stats().slowConsumerCloses).toBe(0)
+    expect(received).toEqual([count, count])
+    for (const ws of [author, ...members]) ws.terminate()
+  })
+
   it('closes a client that stops reading with 1008, counts it, and keeps serving the others', async () => {
     const running = await server({ maxBufferedBytes: 256 * 1024 })
     const room = uniqueRoom()

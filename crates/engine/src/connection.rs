@@ -335,9 +335,10 @@ impl Connection {
 #[derive(Default)]
 pub(crate) struct Writes(Vec<Handed>);
 
-/// A connection handed to the engine's writer, and when the writer last wrote it (the number
-/// of that write, 0 for never): the writer orders its passes by it, and adds the connection to
-/// the pass under way unless that pass wrote it already.
+/// A connection handed to a fan-out's writer (the engine's, or the engine task that made a
+/// small fan-out), and when a fan-out's write last wrote it (the number of that write, 0 for
+/// never): the engine's writer orders its passes by it, and adds the connection to the pass
+/// under way unless that pass wrote it already.
 pub(crate) struct Handed {
     pub(crate) connection: Arc<Connection>,
     pub(crate) written_at: u64,
@@ -454,16 +455,20 @@ pub(crate) mod tests {
         let (conn, _ours, mut theirs) = connect(1);
         as_engine_thread(|| fan_out(&[&conn], 1));
         assert_eq!(read(&mut theirs), [1; 4], "written before the fan-out returned");
-        // Made while a task handles what it read: written once it is done, in one write.
+        // Made while a task handles what it read: written once it is done (or when it asks).
         let engine = conn.endpoint.engine;
         as_engine_thread(|| {
             engine.batching_writes(|| {
                 fan_out(&[&conn], 4);
                 fan_out(&[&conn], 5);
                 assert!(read(&mut theirs).is_empty(), "not while the read is being handled");
+                engine.write_batch();
+                assert_eq!(read(&mut theirs), [4, 4, 4, 4, 5, 5, 5, 5], "both, when the task asks");
+                fan_out(&[&conn], 6);
+                assert!(read(&mut theirs).is_empty(), "the batch goes on");
             })
         });
-        assert_eq!(read(&mut theirs), [4, 4, 4, 4, 5, 5, 5, 5], "both, once it was handled");
+        assert_eq!(read(&mut theirs), [6; 4], "the rest, once the read was handled");
         // Made elsewhere (a JavaScript thread's broadcast()): for the writer, never written here.
         fan_out(&[&conn], 2);
         assert!(read(&mut theirs).is_empty(), "left to the writer");

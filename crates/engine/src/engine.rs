@@ -51,7 +51,8 @@ const PACE_UNTIL: Duration = Duration::from_millis(50);
 
 /// The most connections a fan-out made on the engine's own threads (a client's message relayed
 /// to its rooms, a `roomcast.v1` client's publish) may reach to be written by the task that
-/// made it, as uWS.js and Bun write in the handler that publishes, instead of by the writer.
+/// made it, once it has handled the read that carried the message (as uWS.js and Bun write
+/// after the handler that publishes), instead of by the writer.
 /// The writer is for bigger fan-outs: its passes make one write of what several of them queued
 /// for a connection. A relay to a few connections gained nothing from that (each write carried
 /// one message either way in scenario (e) of the benchmark, 100 rooms of 10) and its messages
@@ -500,16 +501,29 @@ impl Engine {
 
     /// Runs `handle` (a connection's task handling what it read), then writes the connections
     /// the small fan-outs it made reached: each once, with all it queued for them. A client's
-    /// burst (a read of many messages) costs a write per member, not a write per member and
-    /// message, as the writer's passes would have it; and the reading task makes those writes
-    /// after its read, not in the middle of it.
+    /// burst (a read of many messages) costs a write per member, as the writer's passes would
+    /// have it, not a write per member and message. `handle` may write them sooner with
+    /// [`Engine::write_batch`] (so that a long read does not fill the members' queues).
     pub(crate) fn batching_writes<R>(&self, handle: impl FnOnce() -> R) -> R {
-        // (None before: a task's reads do not nest.)
-        let outer = READ_BATCH.replace(Some(Vec::new()));
-        let result = handle();
-        let batch = READ_BATCH.replace(outer).unwrap_or_default();
-        self.write_now(batch);
-        result
+        /// Ends the batch even if `handle` unwinds: what it holds is written, never left
+        /// waiting for a writer nobody will call.
+        struct Batch<'a>(&'a Engine);
+        impl Drop for Batch<'_> {
+            fn drop(&mut self) {
+                let batch = READ_BATCH.take().unwrap_or_default();
+                self.0.write_now(batch);
+            }
+        }
+        // A task's reads do not nest: no batch is open on this thread.
+        READ_BATCH.set(Some(Vec::new()));
+        let _batch = Batch(self);
+        handle()
+    }
+
+    /// Writes what the batch open on this thread holds so far (see [`Engine::batching_writes`]).
+    pub(crate) fn write_batch(&self) {
+        let batch = READ_BATCH.with_borrow_mut(|batch| batch.as_mut().map(std::mem::take));
+        self.write_now(batch.unwrap_or_default());
     }
 
     /// Writes `connections` on this thread, numbered as the writer's writes are.

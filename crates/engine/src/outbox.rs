@@ -136,9 +136,9 @@ struct Queue {
     blocked: bool,
     /// A write failed: the task ends the connection.
     failed: bool,
-    /// The queued frames were handed to the engine's writer ([`Push::Write`]) and not written
-    /// yet: a frame that must not wait for the writer's next pass (a reply, a pong) wakes the
-    /// task, which writes everything.
+    /// The queued frames were handed to a fan-out's writer ([`Push::Write`]: the engine's, or
+    /// the engine task that made a small fan-out) and not written yet: a frame that must not
+    /// wait for that write (a reply, a pong) wakes the task, which writes everything.
     handed: bool,
     /// Entries of `frames` that hold a span of an arena (each keeps a chunk alive).
     spans: usize,
