@@ -488,6 +488,11 @@ impl Engine {
             return self.hand_to_writer(connections);
         }
         let unbatched = READ_BATCH.with_borrow_mut(|batch| match batch {
+            // The read's first fan-out lends the batch its list (no allocation per read).
+            Some(batch) if batch.is_empty() => {
+                *batch = connections;
+                None
+            }
             Some(batch) => {
                 batch.extend(connections);
                 None
