@@ -50,6 +50,31 @@ describe('slow consumers', () => {
     for (const ws of [author, ...members]) ws.terminate()
   })
 
+  it('relays such a burst to members whose endpoint has a smaller queue bound than the author', async () => {
+    // The author's endpoint allows 1 MiB queues, the members' 8 KiB: the batch of what a read
+    // relays is written when a member's queue (by its own bound) is a quarter full.
+    const authors = await server({ maxBufferedBytes: MiB })
+    const members = await server({ maxBufferedBytes: 8 * 1024 })
+    const room = uniqueRoom()
+    const author = await connect(authors.url(`?room=${room}`))
+    const listeners = await Promise.all([0, 1].map(() => connect(members.url(`?room=${room}`))))
+    const count = 256
+    const received = listeners.map(() => 0)
+    for (const [i, ws] of listeners.entries()) ws.on('message', () => received[i]++)
+    const socket = (author as unknown as { _socket: net.Socket })._socket
+    socket.cork()
+    for (let i = 0; i < count; i++) author.send('x'.repeat(512))
+    socket.uncork()
+    await until(
+      () => received.every((n) => n === count) || members.engine.stats().slowConsumerCloses > 0,
+      'the members to get the whole burst',
+      30_000,
+    )
+    expect(members.engine.stats().slowConsumerCloses).toBe(0)
+    expect(received).toEqual([count, count])
+    for (const ws of [author, ...listeners]) ws.terminate()
+  })
+
   it('closes a client that stops reading with 1008, counts it, and keeps serving the others', async () => {
     const running = await server({ maxBufferedBytes: 256 * 1024 })
     const room = uniqueRoom()

@@ -67,6 +67,15 @@ thread_local! {
     /// While a connection's task handles what it read: the connections its small fan-outs
     /// reached, to be written when it is done (see [`Engine::batching_writes`]).
     static READ_BATCH: RefCell<Option<Vec<Handed>>> = const { RefCell::new(None) };
+    /// Set when a queue waiting for a fan-out's write reached a quarter of its bound: the open
+    /// batch is written before it takes more (see [`Engine::write_batch_if_filling`]).
+    static QUEUE_FILLING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Notes that a queue waiting for a fan-out's write (the writer's, or the open batch's on this
+/// thread) reached a quarter of its bound.
+pub(crate) fn queue_filling() {
+    QUEUE_FILLING.set(true);
 }
 
 /// Whether this is one of the engine's runtime threads.
@@ -507,8 +516,8 @@ impl Engine {
     /// Runs `handle` (a connection's task handling what it read), then writes the connections
     /// the small fan-outs it made reached: each once, with all it queued for them. A client's
     /// burst (a read of many messages) costs a write per member, as the writer's passes would
-    /// have it, not a write per member and message. `handle` may write them sooner with
-    /// [`Engine::write_batch`] (so that a long read does not fill the members' queues).
+    /// have it, not a write per member and message. `handle` writes them sooner with
+    /// [`Engine::write_batch_if_filling`] after each message.
     pub(crate) fn batching_writes<R>(&self, handle: impl FnOnce() -> R) -> R {
         /// Ends the batch even if `handle` unwinds: what it holds is written, never left
         /// waiting for a writer nobody will call.
@@ -521,12 +530,22 @@ impl Engine {
         }
         // A task's reads do not nest: no batch is open on this thread.
         READ_BATCH.set(Some(Vec::new()));
+        QUEUE_FILLING.set(false);
         let _batch = Batch(self);
         handle()
     }
 
+    /// Writes the batch open on this thread if one of the queues it reached is a quarter full
+    /// (by its own connection's bound), so that a long read does not fill the members' queues.
+    pub(crate) fn write_batch_if_filling(&self) {
+        if QUEUE_FILLING.replace(false) {
+            self.write_batch();
+        }
+    }
+
     /// Writes what the batch open on this thread holds so far (see [`Engine::batching_writes`]).
     pub(crate) fn write_batch(&self) {
+        QUEUE_FILLING.set(false);
         let batch = READ_BATCH.with_borrow_mut(|batch| batch.as_mut().map(std::mem::take));
         self.write_now(batch.unwrap_or_default());
     }

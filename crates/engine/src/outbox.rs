@@ -236,7 +236,7 @@ impl Outbox {
         if push != Push::Queued {
             return push;
         }
-        self.defer(&mut queue, frame)
+        self.defer(&mut queue, frame, limit)
     }
 
     /// Queues a message of a room's arena like [`Outbox::push_deferred`]; when the bytes queued
@@ -261,6 +261,7 @@ impl Outbox {
         };
         if extended {
             queue.unwritten += span.len();
+            Self::note_filling(&queue, limit);
             return Push::Queued;
         }
         let frame = if queue.spans < (limit / MAX_CHUNK).clamp(1, MAX_SPANS) {
@@ -269,17 +270,28 @@ impl Outbox {
         } else {
             OutFrame::message(Bytes::copy_from_slice(span.as_slice()))
         };
-        self.defer(&mut queue, frame)
+        self.defer(&mut queue, frame, limit)
     }
 
-    fn defer(&self, queue: &mut Queue, frame: OutFrame) -> Push {
+    fn defer(&self, queue: &mut Queue, frame: OutFrame, limit: usize) -> Push {
         if queue.frames.is_empty() && queue.socket.is_some() && !queue.blocked && !queue.failed {
             self.append(queue, frame);
             queue.handed = true;
             return Push::Write;
         }
         self.enqueue(queue, frame, false);
+        Self::note_filling(queue, limit);
         Push::Queued
+    }
+
+    /// Tells the engine when a queue waiting for a fan-out's write is a quarter full: a batch of
+    /// small fan-outs open on this thread is then written before it adds more
+    /// (`Engine::write_batch_if_filling`), so that a client's burst never fills the members'
+    /// queues only because their writes wait for the end of a read.
+    fn note_filling(queue: &Queue, limit: usize) {
+        if queue.handed && queue.unwritten >= limit / 4 {
+            crate::engine::queue_filling();
+        }
     }
 
     /// Adds `frame` at the end of the queue, and notes where it is ([`Outbox::prefetch_tail`]).

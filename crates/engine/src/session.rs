@@ -37,9 +37,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Reads per wake-up before the task lets writes and other tasks run.
 const MAX_READS_PER_WAKE: usize = 8;
 /// While a read is handled, the most bytes of messages relayed before what they queued for
-/// small rooms is written (see `Engine::batching_writes`), and at most a quarter of the queue's
-/// bound: a burst must not fill the members' queues (and close them as slow consumers) only
-/// because their writes wait for the end of the read.
+/// small rooms is written (see `Engine::batching_writes`); sooner when a member's queue is a
+/// quarter full (`Engine::write_batch_if_filling`): a burst must not fill the members' queues
+/// (and close them as slow consumers) only because their writes wait for the end of the read.
 const RELAYED_BEFORE_WRITE: usize = 16 * 1024;
 /// After the closing handshake, how long to wait for the client to close its side.
 const LINGER: Duration = Duration::from_secs(2);
@@ -248,7 +248,6 @@ impl State {
         let stats = &conn.endpoint.stats;
         let closing = self.close_sent;
         let rate_limit = &mut self.rate_limit;
-        let write_after = RELAYED_BEFORE_WRITE.min(conn.endpoint.config.max_buffered_bytes / 4);
         let mut relayed = 0;
         let mut close: Option<CloseFrame> = None;
         let mut rate_limited = false;
@@ -271,9 +270,11 @@ impl State {
                 }
                 relayed += message.payload().len();
                 conn.endpoint.on_message(conn, message);
-                if relayed >= write_after {
+                if relayed >= RELAYED_BEFORE_WRITE {
                     conn.endpoint.engine.write_batch();
                     relayed = 0;
+                } else {
+                    conn.endpoint.engine.write_batch_if_filling();
                 }
                 true
             }
