@@ -78,6 +78,25 @@ pub(crate) fn queue_filling() {
     QUEUE_FILLING.set(true);
 }
 
+/// Makes this thread (one of the runtime's) wait for its turn when it wakes instead of preempting
+/// the thread running on its core: Linux's `SCHED_BATCH`, the normal policy without wake-up
+/// preemption. It gets the same share of the CPU; what changes is when. On a core it shares with
+/// the JavaScript thread, an upgrade handed over or a broadcast no longer switches to the
+/// runtime at once and back: the runtime runs when the JavaScript thread waits for its event
+/// loop (or at the scheduler's next tick), and handles everything handed to it meanwhile in one
+/// turn. That took scenario (h) of the benchmark from 9,722 to 12,962 upgrades/s (at 91 against
+/// 69 µs of CPU each; `bench/RESULTS.md`, tenth session), the other scenarios within their noise.
+/// A thread the kernel refuses the policy to keeps the normal one.
+fn yield_on_wake() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid sched_param for the duration of the call; pid 0 is this
+        // thread. SCHED_BATCH with priority 0 needs no privilege.
+        let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    }
+}
+
 /// Whether this is one of the engine's runtime threads.
 pub(crate) fn on_engine_thread() -> bool {
     ENGINE_THREAD.get()
@@ -465,7 +484,10 @@ impl Engine {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(threads.max(1))
                     .thread_name("roomcast")
-                    .on_thread_start(|| ENGINE_THREAD.set(true))
+                    .on_thread_start(|| {
+                        ENGINE_THREAD.set(true);
+                        yield_on_wake();
+                    })
                     .enable_all()
                     .build()
                     .expect("roomcast: cannot start the tokio runtime");
@@ -674,9 +696,21 @@ mod tests {
         let engine: &'static Engine = Box::leak(Box::new(Engine::new()));
         assert!(!on_engine_thread());
         let runtime = engine.runtime(1).clone();
-        let there = runtime.block_on(async { tokio::spawn(async { on_engine_thread() }).await.unwrap() });
-        assert!(there, "a task of the engine's runtime runs on an engine thread");
+        let there = runtime.block_on(async { tokio::spawn(async { (on_engine_thread(), policy()) }).await.unwrap() });
+        assert!(there.0, "a task of the engine's runtime runs on an engine thread");
         assert!(!on_engine_thread(), "the thread that waited for it is not one");
+        // On Linux they wait for their turn when they wake; other threads keep their policy.
+        #[cfg(target_os = "linux")]
+        assert_eq!((there.1, policy()), (libc::SCHED_BATCH, libc::SCHED_OTHER));
+    }
+
+    /// This thread's scheduling policy.
+    fn policy() -> i32 {
+        #[cfg(target_os = "linux")]
+        // SAFETY: no arguments but this thread's id (0).
+        return unsafe { libc::sched_getscheduler(0) };
+        #[cfg(not(target_os = "linux"))]
+        0
     }
 
     #[test]
