@@ -172,7 +172,9 @@ export interface AttachOptions {
   privatePrefixes?: string[]
   /**
    * Worker threads of the engine's tokio runtime. The runtime is process-wide: the first
-   * `attach()` in the process decides, later values are ignored.
+   * `attach()` in the process decides, later values are ignored. On Linux they run under
+   * `SCHED_BATCH`: when they wake they wait for their turn instead of preempting the JavaScript
+   * thread (README, platform notes).
    * @default Math.min(os.availableParallelism(), 4)
    */
   runtimeThreads?: number

@@ -3,12 +3,14 @@
 # on core 0, the load generator on core 1; output goes to bench/results/profile/.
 #
 #   bench/profile.sh SERVER TOOL [load generator options]
-#     SERVER  roomcast | ws | uws | bun
+#     SERVER  roomcast | ws | uws | bun | node-http (the floor of (h))
 #     TOOL    perf      CPU samples with call graphs, kernel included (perf record -e cpu-clock)
 #             syscalls  system calls per 1,000 deliveries (perf stat on syscall tracepoints)
 #             wakeups   per 100 ms: the server's sends, the share of them that woke a sleeping
 #                       thread (on loopback, the load generator) and sent an IPI for it, and the
 #                       server's CPU per send (perf stat -I 100)
+#             switches  the server's context switches, per upgrade (--mode connect) or per 1,000
+#                       deliveries (perf stat)
 #             callgrind user-space instructions, counted only once all connections are open
 #             dhat      heap blocks live at exit, by allocation site (for idle memory)
 #             reads     every delivery, dumped by the load generator (--dump; 32 bytes each,
@@ -31,7 +33,7 @@ stamp="$server-$tool-$(date +%Y%m%dT%H%M%S)"
 case $server in
   bun) for bun in node_modules/@oven/bun-linux-x64/bin/bun node_modules/bun/bin/bun.exe; do [ -x "$bun" ] && break; done
        command=("$bun" servers/bun.js) ;;
-  roomcast | ws | uws) command=(node servers/$server.js)
+  roomcast | ws | uws | node-http) command=(node servers/$server.js)
        [ "$tool" = perf ] && command=(node --perf-basic-prof servers/$server.js) ;;
   *) echo "unknown server $server" >&2; exit 2 ;;
 esac
@@ -39,7 +41,7 @@ case $tool in
   callgrind) command=(valgrind --tool=callgrind --instr-atstart=no --smc-check=all-non-file
                       "--callgrind-out-file=$out/$stamp.callgrind" "${command[@]}") ;;
   dhat) command=(valgrind --tool=dhat --smc-check=all-non-file "--dhat-out-file=$out/$stamp.dhat.json" "${command[@]}") ;;
-  perf | syscalls | wakeups | reads) ;;
+  perf | syscalls | wakeups | switches | reads) ;;
   *) echo "unknown tool $tool" >&2; exit 2 ;;
 esac
 
@@ -108,6 +110,18 @@ case $tool in
         const pct = (n) => `${((100 * (n ?? 0)) / sends).toFixed(0)}%`.padStart(7)
         console.log(`${Number(time).toFixed(1).padStart(6)} s ${String(sends).padStart(6)} ${pct(r.sched_waking)} ${pct(r.ipi_send_cpu)} ${((r["cpu-clock"] * 1000) / sends).toFixed(1).padStart(8)}`)
       }' "$out/$stamp.wakeups.csv" ;;
+  switches)
+    perf stat -x, -e context-switches -p "$pid" -o "$out/$stamp.switches.csv" &
+    counter=$!
+    wait "$load"; kill -INT "$counter"; wait "$counter" || true
+    node -e '
+      const fs = require("fs"); const [csv, report] = process.argv.slice(1)
+      const r = JSON.parse(fs.readFileSync(report, "utf8"))
+      const line = fs.readFileSync(csv, "utf8").split("\n").find((l) => l.includes("context-switches"))
+      const switches = Number(line.split(",")[0])
+      if (r.upgrades_per_s) console.log(`${switches} context switches, ${(switches / r.connections).toFixed(2)} per upgrade (${Math.round(r.upgrades_per_s)} upgrades/s)`)
+      else console.log(`${switches} context switches, ${((switches * 1000) / (r.received || 1)).toFixed(2)} per 1,000 deliveries`)
+    ' "$out/$stamp.switches.csv" "$out/$stamp.report.json" ;;
   callgrind)
     for _ in $(seq 600); do [ "$(connections)" -ge "$conns" ] && break; sleep 0.2; done
     callgrind_control -i on "$pid" >/dev/null
