@@ -50,6 +50,29 @@ describe('slow consumers', () => {
     for (const ws of [author, ...members]) ws.terminate()
   })
 
+  it('relays a burst of messages each over a quarter of the queue bound to members that keep up', async () => {
+    // 5 KiB messages and 8 KiB queues: what a read relays is written after every message, the
+    // first one into an empty queue included, or the second would not fit.
+    const running = await server({ maxBufferedBytes: 8 * 1024 })
+    const room = uniqueRoom()
+    const [author, ...members] = await Promise.all([0, 1, 2].map(() => connect(running.url(`?room=${room}`))))
+    const count = 64
+    const received = members.map(() => 0)
+    for (const [i, ws] of members.entries()) ws.on('message', () => received[i]++)
+    const socket = (author as unknown as { _socket: net.Socket })._socket
+    socket.cork()
+    for (let i = 0; i < count; i++) author.send('x'.repeat(5 * 1024))
+    socket.uncork()
+    await until(
+      () => received.every((n) => n === count) || running.engine.stats().slowConsumerCloses > 0,
+      'the members to get the whole burst',
+      30_000,
+    )
+    expect(running.engine.stats().slowConsumerCloses).toBe(0)
+    expect(received).toEqual([count, count])
+    for (const ws of [author, ...members]) ws.terminate()
+  })
+
   it('relays such a burst to members whose endpoint has a smaller queue bound than the author', async () => {
     // The author's endpoint allows 1 MiB queues, the members' 8 KiB: the batch of what a read
     // relays is written when a member's queue (by its own bound) is a quarter full.

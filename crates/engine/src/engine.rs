@@ -67,13 +67,12 @@ thread_local! {
     /// While a connection's task handles what it read: the connections its small fan-outs
     /// reached, to be written when it is done (see [`Engine::batching_writes`]).
     static READ_BATCH: RefCell<Option<Vec<Handed>>> = const { RefCell::new(None) };
-    /// Set when a queue waiting for a fan-out's write reached a quarter of its bound: the open
-    /// batch is written before it takes more (see [`Engine::write_batch_if_filling`]).
+    /// Set when a fan-out left a queue a quarter full (by its own bound): the open batch is
+    /// written before it takes more (see [`Engine::write_batch_if_filling`]).
     static QUEUE_FILLING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Notes that a queue waiting for a fan-out's write (the writer's, or the open batch's on this
-/// thread) reached a quarter of its bound.
+/// Notes that a fan-out left a queue a quarter full (by its own bound).
 pub(crate) fn queue_filling() {
     QUEUE_FILLING.set(true);
 }
@@ -83,18 +82,31 @@ pub(crate) fn queue_filling() {
 /// preemption. It gets the same share of the CPU; what changes is when. On a core it shares with
 /// the JavaScript thread, an upgrade handed over or a broadcast no longer switches to the
 /// runtime at once and back: the runtime runs when the JavaScript thread waits for its event
-/// loop (or at the scheduler's next tick), and handles everything handed to it meanwhile in one
-/// turn. That took scenario (h) of the benchmark from 9,722 to 12,962 upgrades/s (at 91 against
-/// 69 µs of CPU each; `bench/RESULTS.md`, tenth session), the other scenarios within their noise.
-/// A thread the kernel refuses the policy to keeps the normal one.
+/// loop (or its time slice ends), and handles everything handed to it meanwhile in one turn.
+/// That took scenario (h) of the benchmark from 9,722 to 12,962 upgrades/s (at 91 against 69 µs
+/// of CPU each; `bench/RESULTS.md`, tenth session); (a)'s flat-out publisher kept the core
+/// longer before the writer ran, the other scenarios moved within their noise.
+/// Only a thread under the normal policy switches (one started under a real-time or idle policy,
+/// inherited from the process, keeps it), and one the kernel refuses it to keeps the normal one.
+/// Made as system calls: musl's wrappers of these two do nothing.
 fn yield_on_wake() {
     #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `param` is a valid sched_param for the duration of the call; pid 0 is this
-        // thread. SCHED_BATCH with priority 0 needs no privilege.
-        let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    if policy() == libc::SCHED_OTHER {
+        // SAFETY: sched_param is plain data (musl's has more fields than the priority, all 0
+        // here), valid for the duration of the call; pid 0 is this thread. SCHED_BATCH with
+        // priority 0 needs no privilege.
+        unsafe {
+            let param: libc::sched_param = std::mem::zeroed();
+            libc::syscall(libc::SYS_sched_setscheduler, 0, libc::SCHED_BATCH, &raw const param);
+        }
     }
+}
+
+/// This thread's scheduling policy (Linux).
+#[cfg(target_os = "linux")]
+fn policy() -> i32 {
+    // SAFETY: no argument but this thread's id (0).
+    unsafe { libc::syscall(libc::SYS_sched_getscheduler, 0) as i32 }
 }
 
 /// Whether this is one of the engine's runtime threads.
@@ -696,21 +708,18 @@ mod tests {
         let engine: &'static Engine = Box::leak(Box::new(Engine::new()));
         assert!(!on_engine_thread());
         let runtime = engine.runtime(1).clone();
-        let there = runtime.block_on(async { tokio::spawn(async { (on_engine_thread(), policy()) }).await.unwrap() });
-        assert!(there.0, "a task of the engine's runtime runs on an engine thread");
+        let there = runtime.block_on(async { tokio::spawn(async { on_engine_thread() }).await.unwrap() });
+        assert!(there, "a task of the engine's runtime runs on an engine thread");
         assert!(!on_engine_thread(), "the thread that waited for it is not one");
-        // On Linux they wait for their turn when they wake; other threads keep their policy.
+        // On Linux they wait for their turn when they wake (if they started under the normal
+        // policy, as this thread runs); other threads keep their policy.
         #[cfg(target_os = "linux")]
-        assert_eq!((there.1, policy()), (libc::SCHED_BATCH, libc::SCHED_OTHER));
-    }
-
-    /// This thread's scheduling policy.
-    fn policy() -> i32 {
-        #[cfg(target_os = "linux")]
-        // SAFETY: no arguments but this thread's id (0).
-        return unsafe { libc::sched_getscheduler(0) };
-        #[cfg(not(target_os = "linux"))]
-        0
+        {
+            let here = policy();
+            let expected = if here == libc::SCHED_OTHER { libc::SCHED_BATCH } else { here };
+            let there = runtime.block_on(async { tokio::spawn(async { policy() }).await.unwrap() });
+            assert_eq!((there, policy()), (expected, here));
+        }
     }
 
     #[test]

@@ -274,22 +274,25 @@ impl Outbox {
     }
 
     fn defer(&self, queue: &mut Queue, frame: OutFrame, limit: usize) -> Push {
-        if queue.frames.is_empty() && queue.socket.is_some() && !queue.blocked && !queue.failed {
+        let push = if queue.frames.is_empty() && queue.socket.is_some() && !queue.blocked && !queue.failed {
             self.append(queue, frame);
             queue.handed = true;
-            return Push::Write;
-        }
-        self.enqueue(queue, frame, false);
+            Push::Write
+        } else {
+            self.enqueue(queue, frame, false);
+            Push::Queued
+        };
         Self::note_filling(queue, limit);
-        Push::Queued
+        push
     }
 
-    /// Tells the engine when a queue waiting for a fan-out's write is a quarter full: a batch of
-    /// small fan-outs open on this thread is then written before it adds more
-    /// (`Engine::write_batch_if_filling`), so that a client's burst never fills the members'
-    /// queues only because their writes wait for the end of a read.
+    /// Tells the engine when a fan-out leaves a queue a quarter full: a batch of small fan-outs
+    /// open on this thread is then written before it adds more (`Engine::write_batch_if_filling`),
+    /// so that a client's burst never fills the members' queues only because their writes wait
+    /// for the end of a read. Whoever is to write the queue (this batch, another thread's, the
+    /// writer, its task), the batch is written: the flag is cheap, and a queue that full is rare.
     fn note_filling(queue: &Queue, limit: usize) {
-        if queue.handed && queue.unwritten >= limit / 4 {
+        if queue.unwritten >= limit / 4 {
             crate::engine::queue_filling();
         }
     }
