@@ -4,7 +4,17 @@ import { once } from 'node:events'
 import net from 'node:net'
 import { describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
-import { closed, connect, nextMessage, roomcast, serverPerTest, uniqueRoom, until, upgradeRequest } from './helpers'
+import {
+  closed,
+  connect,
+  nextMessage,
+  type Running,
+  roomcast,
+  serverPerTest,
+  uniqueRoom,
+  until,
+  upgradeRequest,
+} from './helpers'
 
 const server = serverPerTest()
 
@@ -26,51 +36,44 @@ async function rawUpgraded(port: number, path: string): Promise<net.Socket> {
 const yieldToLoop = () => new Promise((resolve) => setImmediate(resolve))
 const MiB = 1024 * 1024
 
+/**
+ * Sends `count` messages of `size` bytes from a client of `authors` in one corked write, to a room
+ * with two members on `members`; resolves once both got every message or one was closed as a
+ * slow consumer, and checks that none was.
+ */
+async function relayBurst(authors: Running, members: Running, count: number, size: number) {
+  const room = uniqueRoom()
+  const author = await connect(authors.url(`?room=${room}`))
+  const listeners = await Promise.all([0, 1].map(() => connect(members.url(`?room=${room}`))))
+  const received = listeners.map(() => 0)
+  for (const [i, ws] of listeners.entries()) ws.on('message', () => received[i]++)
+  const socket = (author as unknown as { _socket: net.Socket })._socket
+  socket.cork()
+  for (let i = 0; i < count; i++) author.send('x'.repeat(size))
+  socket.uncork()
+  await until(
+    () => received.every((n) => n === count) || members.engine.stats().slowConsumerCloses > 0,
+    'the members to get the whole burst',
+    30_000,
+  )
+  expect(members.engine.stats().slowConsumerCloses).toBe(0)
+  expect(received).toEqual([count, count])
+  for (const ws of [author, ...listeners]) ws.terminate()
+}
+
 describe('slow consumers', () => {
   it('relays a burst read at once and bigger than the queue bound to members that keep up', async () => {
-    const running = await server({ maxBufferedBytes: 16 * 1024 })
-    const room = uniqueRoom()
-    const [author, ...members] = await Promise.all([0, 1, 2].map(() => connect(running.url(`?room=${room}`))))
-    const count = 256
-    const received = members.map(() => 0)
-    for (const [i, ws] of members.entries()) ws.on('message', () => received[i]++)
     // 128 KiB of frames in one write: the engine reads them in a few reads of up to 64 KiB each,
     // and must write what they relay as it goes, not once a whole read is handled.
-    const socket = (author as unknown as { _socket: net.Socket })._socket
-    socket.cork()
-    for (let i = 0; i < count; i++) author.send('x'.repeat(512))
-    socket.uncork()
-    await until(
-      () => received.every((n) => n === count) || running.engine.stats().slowConsumerCloses > 0,
-      'the members to get the whole burst',
-      30_000,
-    )
-    expect(running.engine.stats().slowConsumerCloses).toBe(0)
-    expect(received).toEqual([count, count])
-    for (const ws of [author, ...members]) ws.terminate()
+    const running = await server({ maxBufferedBytes: 16 * 1024 })
+    await relayBurst(running, running, 256, 512)
   })
 
   it('relays a burst of messages each over a quarter of the queue bound to members that keep up', async () => {
     // 5 KiB messages and 8 KiB queues: what a read relays is written after every message, the
     // first one into an empty queue included, or the second would not fit.
     const running = await server({ maxBufferedBytes: 8 * 1024 })
-    const room = uniqueRoom()
-    const [author, ...members] = await Promise.all([0, 1, 2].map(() => connect(running.url(`?room=${room}`))))
-    const count = 64
-    const received = members.map(() => 0)
-    for (const [i, ws] of members.entries()) ws.on('message', () => received[i]++)
-    const socket = (author as unknown as { _socket: net.Socket })._socket
-    socket.cork()
-    for (let i = 0; i < count; i++) author.send('x'.repeat(5 * 1024))
-    socket.uncork()
-    await until(
-      () => received.every((n) => n === count) || running.engine.stats().slowConsumerCloses > 0,
-      'the members to get the whole burst',
-      30_000,
-    )
-    expect(running.engine.stats().slowConsumerCloses).toBe(0)
-    expect(received).toEqual([count, count])
-    for (const ws of [author, ...members]) ws.terminate()
+    await relayBurst(running, running, 64, 5 * 1024)
   })
 
   it('relays such a burst to members whose endpoint has a smaller queue bound than the author', async () => {
@@ -78,24 +81,7 @@ describe('slow consumers', () => {
     // relays is written when a member's queue (by its own bound) is a quarter full.
     const authors = await server({ maxBufferedBytes: MiB })
     const members = await server({ maxBufferedBytes: 8 * 1024 })
-    const room = uniqueRoom()
-    const author = await connect(authors.url(`?room=${room}`))
-    const listeners = await Promise.all([0, 1].map(() => connect(members.url(`?room=${room}`))))
-    const count = 256
-    const received = listeners.map(() => 0)
-    for (const [i, ws] of listeners.entries()) ws.on('message', () => received[i]++)
-    const socket = (author as unknown as { _socket: net.Socket })._socket
-    socket.cork()
-    for (let i = 0; i < count; i++) author.send('x'.repeat(512))
-    socket.uncork()
-    await until(
-      () => received.every((n) => n === count) || members.engine.stats().slowConsumerCloses > 0,
-      'the members to get the whole burst',
-      30_000,
-    )
-    expect(members.engine.stats().slowConsumerCloses).toBe(0)
-    expect(received).toEqual([count, count])
-    for (const ws of [author, ...listeners]) ws.terminate()
+    await relayBurst(authors, members, 256, 512)
   })
 
   it('closes a client that stops reading with 1008, counts it, and keeps serving the others', async () => {
