@@ -569,8 +569,9 @@ impl Engine {
         handle()
     }
 
-    /// Writes the batch open on this thread if one of the queues it reached is a quarter full
-    /// (by its own connection's bound), so that a long read does not fill the members' queues.
+    /// Writes the batch open on this thread if a fan-out left a queue a quarter full (by its own
+    /// connection's bound) since it was last written, so that a long read does not fill the
+    /// members' queues.
     pub(crate) fn write_batch_if_filling(&self) {
         if QUEUE_FILLING.replace(false) {
             self.write_batch();
