@@ -37,11 +37,12 @@ const yieldToLoop = () => new Promise((resolve) => setImmediate(resolve))
 const MiB = 1024 * 1024
 
 /**
- * Sends `count` messages of `size` bytes from a client of `authors` in one corked write, to a room
- * with two members on `members`; resolves once both got every message or one was closed as a
- * slow consumer, and checks that none was.
+ * Sends messages of `sizes` bytes from a client of `authors` in one corked write, to a room with
+ * two members on `members`; resolves once both got every message or one was closed as a slow
+ * consumer, and checks that none was.
  */
-async function relayBurst(authors: Running, members: Running, count: number, size: number) {
+async function relayBurst(authors: Running, members: Running, sizes: number[]) {
+  const count = sizes.length
   const room = uniqueRoom()
   const author = await connect(authors.url(`?room=${room}`))
   const listeners = await Promise.all([0, 1].map(() => connect(members.url(`?room=${room}`))))
@@ -49,7 +50,7 @@ async function relayBurst(authors: Running, members: Running, count: number, siz
   for (const [i, ws] of listeners.entries()) ws.on('message', () => received[i]++)
   const socket = (author as unknown as { _socket: net.Socket })._socket
   socket.cork()
-  for (let i = 0; i < count; i++) author.send('x'.repeat(size))
+  for (const size of sizes) author.send('x'.repeat(size))
   socket.uncork()
   await until(
     () => received.every((n) => n === count) || members.engine.stats().slowConsumerCloses > 0,
@@ -66,14 +67,25 @@ describe('slow consumers', () => {
     // 128 KiB of frames in one write: the engine reads them in a few reads of up to 64 KiB each,
     // and must write what they relay as it goes, not once a whole read is handled.
     const running = await server({ maxBufferedBytes: 16 * 1024 })
-    await relayBurst(running, running, 256, 512)
+    await relayBurst(running, running, Array(256).fill(512))
   })
 
   it('relays a burst of messages each over a quarter of the queue bound to members that keep up', async () => {
     // 5 KiB messages and 8 KiB queues: what a read relays is written after every message, the
     // first one into an empty queue included, or the second would not fit.
     const running = await server({ maxBufferedBytes: 8 * 1024 })
-    await relayBurst(running, running, 64, 5 * 1024)
+    await relayBurst(running, running, Array(64).fill(5 * 1024))
+  })
+
+  it('relays a burst of small messages, each followed by one near the queue bound', async () => {
+    // 8 KiB queues: a small message's frame waits in the read's batch, under a quarter of the
+    // bound; the batch is written before the big one is relayed, or it would not fit.
+    const running = await server({ maxBufferedBytes: 8 * 1024 })
+    await relayBurst(
+      running,
+      running,
+      Array.from({ length: 64 }, (_, i) => (i % 2 === 0 ? 100 : 8100)),
+    )
   })
 
   it('relays such a burst to members whose endpoint has a smaller queue bound than the author', async () => {
@@ -81,7 +93,7 @@ describe('slow consumers', () => {
     // relays is written when a member's queue (by its own bound) is a quarter full.
     const authors = await server({ maxBufferedBytes: MiB })
     const members = await server({ maxBufferedBytes: 8 * 1024 })
-    await relayBurst(authors, members, 256, 512)
+    await relayBurst(authors, members, Array(256).fill(512))
   })
 
   it('closes a client that stops reading with 1008, counts it, and keeps serving the others', async () => {

@@ -143,6 +143,7 @@ impl EndpointShared {
     }
 
     fn with_runtime(engine: &'static Engine, config: EndpointConfig, runtime: Option<Handle>) -> Arc<EndpointShared> {
+        engine.note_queue_bound(config.max_buffered_bytes);
         Arc::new(EndpointShared {
             engine,
             config,

@@ -18,6 +18,7 @@ use crate::broker::{Broker, MemoryBroker};
 use crate::config::RoomsConfig;
 use crate::connection::{ConnId, Connection, Handed};
 use crate::envelope;
+use crate::frame;
 use crate::history::Position;
 use crate::presence::Member;
 use crate::publication::Publication;
@@ -91,7 +92,7 @@ pub(crate) fn queue_filling() {
 /// Made as system calls: musl's wrappers of these two do nothing.
 fn yield_on_wake() {
     #[cfg(target_os = "linux")]
-    if policy() == libc::SCHED_OTHER {
+    if policy() & !libc::SCHED_RESET_ON_FORK == libc::SCHED_OTHER {
         // SAFETY: sched_param is plain data (musl's has more fields than the priority, all 0
         // here), valid for the duration of the call; pid 0 is this thread. SCHED_BATCH with
         // priority 0 needs no privilege.
@@ -102,7 +103,7 @@ fn yield_on_wake() {
     }
 }
 
-/// This thread's scheduling policy (Linux).
+/// This thread's scheduling policy (Linux), with its `SCHED_RESET_ON_FORK` flag.
 #[cfg(target_os = "linux")]
 fn policy() -> i32 {
     // SAFETY: no argument but this thread's id (0).
@@ -205,6 +206,9 @@ pub struct Engine {
     runtime: OnceLock<Runtime>,
     sweeper: OnceLock<()>,
     writes: Arc<PendingWrites>,
+    /// The smallest queue bound (`maxBufferedBytes`) of any endpoint so far (see
+    /// [`Engine::write_batch_before`]).
+    smallest_bound: AtomicUsize,
 }
 
 /// The connections fan-outs queued frames for, waiting for the writer.
@@ -433,7 +437,13 @@ impl Engine {
             runtime: OnceLock::new(),
             sweeper: OnceLock::new(),
             writes: Arc::default(),
+            smallest_bound: AtomicUsize::new(usize::MAX),
         }
+    }
+
+    /// Notes an endpoint's queue bound (see [`Engine::write_batch_before`]).
+    pub(crate) fn note_queue_bound(&self, bound: usize) {
+        self.smallest_bound.fetch_min(bound, Relaxed);
     }
 
     /// The engine of this process.
@@ -578,6 +588,16 @@ impl Engine {
         }
     }
 
+    /// Writes the batch open on this thread before a message of `len` bytes is relayed, if that
+    /// message is over half the smallest queue bound of any endpoint: a member's queue holds
+    /// less than a quarter of its bound from the batch (see [`Engine::write_batch_if_filling`]),
+    /// and such a message on top of it might not fit, and close a member that keeps up.
+    pub(crate) fn write_batch_before(&self, len: usize) {
+        if len + frame::HEADROOM > self.smallest_bound.load(Relaxed) / 2 {
+            self.write_batch();
+        }
+    }
+
     /// Writes what the batch open on this thread holds so far (see [`Engine::batching_writes`]).
     pub(crate) fn write_batch(&self) {
         QUEUE_FILLING.set(false);
@@ -714,8 +734,9 @@ mod tests {
         assert!(!on_engine_thread(), "the thread that waited for it is not one");
         // On Linux they wait for their turn when they wake (if they started under the normal
         // policy, as this thread runs); other threads keep their policy.
+        // (Under SCHED_RESET_ON_FORK, new threads start under the normal policy: not checked.)
         #[cfg(target_os = "linux")]
-        {
+        if policy() & libc::SCHED_RESET_ON_FORK == 0 {
             let here = policy();
             let expected = if here == libc::SCHED_OTHER { libc::SCHED_BATCH } else { here };
             let there = runtime.block_on(async { tokio::spawn(async { policy() }).await.unwrap() });

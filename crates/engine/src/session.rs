@@ -269,6 +269,7 @@ impl State {
                     }
                 }
                 relayed += message.payload().len();
+                conn.endpoint.engine.write_batch_before(message.payload().len());
                 conn.endpoint.on_message(conn, message);
                 if relayed >= RELAYED_BEFORE_WRITE {
                     conn.endpoint.engine.write_batch();
