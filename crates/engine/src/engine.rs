@@ -69,9 +69,15 @@ thread_local! {
     /// reached, to be written when it is done (see [`Engine::batching_writes`]).
     static READ_BATCH: RefCell<Option<Vec<Handed>>> = const { RefCell::new(None) };
     /// Set when a fan-out left a queue a quarter full (by its own bound): the open batch is
-    /// written before it takes more (see [`Engine::write_batch_if_filling`]).
+    /// written before it takes more (see [`Engine::relay_in_batch`]).
     static QUEUE_FILLING: Cell<bool> = const { Cell::new(false) };
+    /// Bytes of messages relayed since the open batch was last written.
+    static RELAYED: Cell<usize> = const { Cell::new(0) };
 }
+
+/// While a read is handled, the most bytes of messages relayed before what they queued for
+/// small rooms is written (see [`Engine::relay_in_batch`]).
+const RELAYED_BEFORE_WRITE: usize = 16 * 1024;
 
 /// Notes that a fan-out left a queue a quarter full (by its own bound).
 pub(crate) fn queue_filling() {
@@ -207,7 +213,7 @@ pub struct Engine {
     sweeper: OnceLock<()>,
     writes: Arc<PendingWrites>,
     /// The smallest queue bound (`maxBufferedBytes`) of any endpoint so far (see
-    /// [`Engine::write_batch_before`]).
+    /// [`Engine::relay_in_batch`]).
     smallest_bound: AtomicUsize,
 }
 
@@ -441,7 +447,7 @@ impl Engine {
         }
     }
 
-    /// Notes an endpoint's queue bound (see [`Engine::write_batch_before`]).
+    /// Notes an endpoint's queue bound (see [`Engine::relay_in_batch`]).
     pub(crate) fn note_queue_bound(&self, bound: usize) {
         self.smallest_bound.fetch_min(bound, Relaxed);
     }
@@ -560,8 +566,8 @@ impl Engine {
     /// Runs `handle` (a connection's task handling what it read), then writes the connections
     /// the small fan-outs it made reached: each once, with all it queued for them. A client's
     /// burst (a read of many messages) costs a write per member, as the writer's passes would
-    /// have it, not a write per member and message. `handle` writes them sooner with
-    /// [`Engine::write_batch_if_filling`] after each message.
+    /// have it, not a write per member and message. `handle` relays each message through
+    /// [`Engine::relay_in_batch`], which writes them sooner when it must.
     pub(crate) fn batching_writes<R>(&self, handle: impl FnOnce() -> R) -> R {
         /// Ends the batch even if `handle` unwinds: what it holds is written, never left
         /// waiting for a writer nobody will call.
@@ -575,32 +581,36 @@ impl Engine {
         // A task's reads do not nest: no batch is open on this thread.
         READ_BATCH.set(Some(Vec::new()));
         QUEUE_FILLING.set(false);
+        RELAYED.set(0);
         let _batch = Batch(self);
         handle()
     }
 
-    /// Writes the batch open on this thread if a fan-out left a queue a quarter full (by its own
-    /// connection's bound) since it was last written, so that a long read does not fill the
-    /// members' queues.
-    pub(crate) fn write_batch_if_filling(&self) {
-        if QUEUE_FILLING.replace(false) {
-            self.write_batch();
-        }
-    }
-
-    /// Writes the batch open on this thread before a message of `len` bytes is relayed, if that
-    /// message is over half the smallest queue bound of any endpoint: a member's queue holds
-    /// less than a quarter of its bound from the batch (see [`Engine::write_batch_if_filling`]),
-    /// and such a message on top of it might not fit, and close a member that keeps up.
-    pub(crate) fn write_batch_before(&self, len: usize) {
+    /// Relays one message of `len` bytes of a read (`relay`) into the batch open on this thread,
+    /// and writes the batch when a member's queue must not wait for the end of the read (or it
+    /// could fill, and close as a slow consumer a member that keeps up):
+    /// - before the message, if it is over half the smallest queue bound of any endpoint: from
+    ///   the batch, a queue holds less than a quarter of its bound, and such a message on top
+    ///   of that might not fit;
+    /// - after it, if the batch has left a queue a quarter full by its own bound, or
+    ///   [`RELAYED_BEFORE_WRITE`] bytes were relayed since the batch was last written.
+    pub(crate) fn relay_in_batch(&self, len: usize, relay: impl FnOnce()) {
         if len + frame::HEADROOM > self.smallest_bound.load(Relaxed) / 2 {
             self.write_batch();
+        }
+        relay();
+        let relayed = RELAYED.get() + len;
+        if relayed >= RELAYED_BEFORE_WRITE || QUEUE_FILLING.get() {
+            self.write_batch();
+        } else {
+            RELAYED.set(relayed);
         }
     }
 
     /// Writes what the batch open on this thread holds so far (see [`Engine::batching_writes`]).
     pub(crate) fn write_batch(&self) {
         QUEUE_FILLING.set(false);
+        RELAYED.set(0);
         let batch = READ_BATCH.with_borrow_mut(|batch| batch.as_mut().map(std::mem::take));
         self.write_now(batch.unwrap_or_default());
     }

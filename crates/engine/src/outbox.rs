@@ -287,7 +287,7 @@ impl Outbox {
     }
 
     /// Tells the engine when a fan-out leaves a queue a quarter full: a batch of small fan-outs
-    /// open on this thread is then written before it adds more (`Engine::write_batch_if_filling`),
+    /// open on this thread is then written before it adds more (`Engine::relay_in_batch`),
     /// so that a client's burst never fills the members' queues only because their writes wait
     /// for the end of a read. Whoever is to write the queue (this batch, another thread's, the
     /// writer, its task), the batch is written: the flag is cheap, and a queue that full is rare.

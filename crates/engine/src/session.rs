@@ -36,11 +36,6 @@ use crate::stats::add;
 const READ_CHUNK: usize = 64 * 1024;
 /// Reads per wake-up before the task lets writes and other tasks run.
 const MAX_READS_PER_WAKE: usize = 8;
-/// While a read is handled, the most bytes of messages relayed before what they queued for
-/// small rooms is written (see `Engine::batching_writes`); sooner when a member's queue is a
-/// quarter full (`Engine::write_batch_if_filling`): a burst must not fill the members' queues
-/// (and close them as slow consumers) only because their writes wait for the end of the read.
-const RELAYED_BEFORE_WRITE: usize = 16 * 1024;
 /// After the closing handshake, how long to wait for the client to close its side.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -248,7 +243,6 @@ impl State {
         let stats = &conn.endpoint.stats;
         let closing = self.close_sent;
         let rate_limit = &mut self.rate_limit;
-        let mut relayed = 0;
         let mut close: Option<CloseFrame> = None;
         let mut rate_limited = false;
         let result = self.decoder.feed(bytes, |event| match event {
@@ -268,15 +262,8 @@ impl State {
                         return false;
                     }
                 }
-                relayed += message.payload().len();
-                conn.endpoint.engine.write_batch_before(message.payload().len());
-                conn.endpoint.on_message(conn, message);
-                if relayed >= RELAYED_BEFORE_WRITE {
-                    conn.endpoint.engine.write_batch();
-                    relayed = 0;
-                } else {
-                    conn.endpoint.engine.write_batch_if_filling();
-                }
+                let len = message.payload().len();
+                conn.endpoint.engine.relay_in_batch(len, || conn.endpoint.on_message(conn, message));
                 true
             }
             Event::Ping(payload) => {
